@@ -1,0 +1,84 @@
+"""agentflow: agentic AI workflows that are cheap to run and say where the money goes.
+
+Decorate each agent step with a model tier, a budget, caching and escalation; every
+call, retry, escalation and cache hit becomes an OpenTelemetry span with its cost.
+
+    import agentflow as af
+
+    af.configure(zoo=af.ModelZoo(tiers=[af.Tier("workhorse", endpoints=[...])]))
+
+    @af.plan(tier="workhorse")
+    def make_plan(question: str) -> str:
+        return af.complete(messages=[{"role": "user", "content": question}]).text
+"""
+
+from typing import Any
+
+from agentflow._api import acomplete, aembed, complete, embed
+from agentflow._completion import Attempt, Completion, Embedding
+from agentflow._config import Config, configure, get_config
+from agentflow._errors import (
+    AgentflowError,
+    BudgetExceededError,
+    CallError,
+    ConfigError,
+    LocalServerError,
+    NotConfiguredError,
+    ResponseValidationError,
+    UnknownStepKindError,
+    UnknownTierError,
+)
+from agentflow._policy import STEP_KINDS, CachePolicy, Escalate, RetryPolicy
+from agentflow._run import Run, StepSummary, run
+from agentflow._step import StepPolicy, plan, retrieve, step, tool, verify
+from agentflow._stream import AsyncCompletionStream, CompletionStream
+from agentflow._zoo import Endpoint, ModelZoo, Tier
+
+__all__ = [
+    "STEP_KINDS",
+    "AgentflowError",
+    "AsyncCompletionStream",
+    "Attempt",
+    "BudgetExceededError",
+    "CachePolicy",
+    "CallError",
+    "Completion",
+    "CompletionStream",
+    "Config",
+    "ConfigError",
+    "Embedding",
+    "Endpoint",
+    "Escalate",
+    "LocalServerError",
+    "ModelZoo",
+    "NotConfiguredError",
+    "ResponseValidationError",
+    "RetryPolicy",
+    "Run",
+    "StepPolicy",
+    "StepSummary",
+    "Tier",
+    "UnknownStepKindError",
+    "UnknownTierError",
+    "__version__",
+    "acomplete",
+    "aembed",
+    "complete",
+    "configure",
+    "embed",
+    "get_config",
+    "plan",
+    "retrieve",
+    "run",
+    "step",
+    "tool",
+    "verify",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from agentflow._version import VERSION
+
+        return VERSION
+    raise AttributeError(f"module 'agentflow' has no attribute {name!r}")

@@ -1,0 +1,184 @@
+"""Stage 7, account: normalise usage across engines, price it, write spans and metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from openinference.semconv.trace import SpanAttributes
+from opentelemetry import trace
+
+import tracing
+from tracing import attributes as A
+from agentflow._completion import Attempt
+from agentflow._context import StepFrame
+from agentflow._zoo import Endpoint
+from budgets import Cost, Usage
+
+__all__ = ["end_attempt_span", "normalise_usage", "price", "record_attempt", "start_attempt_span"]
+
+_tracer = trace.get_tracer("agentflow")
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def normalise_usage(usage: Any, *, fallback_prompt: int = 0) -> tuple[Usage, bool]:
+    """``(Usage, cached_reported)`` from an OpenAI-style usage object or dict.
+
+    A missing ``prompt_tokens_details.cached_tokens`` means the engine did not say
+    (vLLM without ``--enable-prompt-tokens-details``): we count 0 cached tokens, which
+    prices them at the full input price, and report ``cached_reported=False``.
+    """
+    if usage is None:
+        return Usage(prompt_tokens=fallback_prompt), False
+    prompt = int(_get(usage, "prompt_tokens") or 0)
+    completion = int(_get(usage, "completion_tokens") or 0)
+    details = _get(usage, "prompt_tokens_details")
+    cached = _get(details, "cached_tokens")
+    if cached is None:
+        # Anthropic-style fields, when a provider reports them instead
+        cached = _get(usage, "cache_read_input_tokens")
+    reported = cached is not None
+    cached_n = min(int(cached or 0), prompt)
+    return Usage(prompt, cached_n, completion), reported
+
+
+def price(endpoint: Endpoint, usage: Usage) -> Cost:
+    return Cost() if endpoint.pricing is None else endpoint.pricing.cost(usage)
+
+
+def start_attempt_span(
+    endpoint: Endpoint, tier: str, number: int, level: int, operation: str = "chat"
+) -> trace.Span:
+    embedding = operation == "embeddings"
+    return _tracer.start_span(
+        f"{'embeddings' if embedding else 'chat'} {endpoint.span_model}",
+        attributes={
+            SpanAttributes.OPENINFERENCE_SPAN_KIND: "EMBEDDING" if embedding else "LLM",
+            SpanAttributes.LLM_MODEL_NAME: endpoint.span_model,
+            A.GEN_AI_REQUEST_MODEL: endpoint.span_model,
+            A.AGENTFLOW_TIER: tier,
+            A.AGENTFLOW_ENDPOINT: endpoint.id,
+            A.AGENTFLOW_ATTEMPT: number,
+            A.AGENTFLOW_ESCALATION_LEVEL: level,
+        },
+    )
+
+
+def end_attempt_span(
+    span: trace.Span,
+    attempt: Attempt,
+    endpoint: Endpoint,
+    *,
+    params: Mapping[str, Any],
+    messages: Sequence[Mapping[str, Any]] | None = None,
+    output_message: Mapping[str, Any] | None = None,
+    output_text: str | None = None,
+    finish_reason: str | None = None,
+    error: BaseException | None = None,
+    operation: str = "chat",
+) -> None:
+    u, c = attempt.usage, attempt.cost
+    if operation == "embeddings":  # chat_stream is a chat
+        attrs = tracing.embedding_attributes(
+            model=endpoint.span_model,
+            provider=endpoint.provider,
+            prompt_tokens=u.prompt_tokens,
+            cost_input=float(c.input_usd + c.cached_input_usd),
+            endpoint=endpoint.id,
+            attempt=attempt.number,
+        )
+    else:
+        invocation = {k: v for k, v in params.items() if k in _INVOCATION_KEYS}
+        attrs = tracing.llm_attributes(
+            model=endpoint.span_model,
+            provider=endpoint.provider,
+            prompt_tokens=u.prompt_tokens,
+            cached_prompt_tokens=u.cached_prompt_tokens if attempt.cached_tokens_reported else None,
+            completion_tokens=u.completion_tokens,
+            cost_input=float(c.input_usd),
+            cost_cached_input=float(c.cached_input_usd),
+            cost_output=float(c.output_usd),
+            endpoint=endpoint.id,
+            attempt=attempt.number,
+            escalation_level=attempt.escalation_level,
+            confidence=attempt.confidence,
+            invocation_parameters=_jsonable(invocation),
+            finish_reason=finish_reason,
+        )
+        if messages is not None:
+            attrs.update(
+                tracing.content_attributes(
+                    messages, output_text, output_message, tracing.content_config()
+                )
+            )
+    if attempt.ttft_s is not None:
+        attrs[A.AGENTFLOW_TTFT_S] = attempt.ttft_s
+    span.set_attributes(attrs)
+    if error is not None:
+        span.record_exception(error)
+        span.set_status(trace.StatusCode.ERROR, tracing.redact(f"{type(error).__name__}: {error}"))
+    span.end()
+    tracing.record_call(
+        model=endpoint.span_model,
+        provider=endpoint.provider,
+        operation="embeddings" if operation == "embeddings" else "chat",
+        input_tokens=u.prompt_tokens,
+        output_tokens=u.completion_tokens,
+        duration_s=attempt.latency_s,
+        cost_usd=float(c.total_usd),
+        error_type=None if error is None else type(error).__name__,
+        ttft_s=attempt.ttft_s,
+    )
+
+
+_INVOCATION_KEYS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "seed",
+        "logprobs",
+        "top_logprobs",
+        "presence_penalty",
+        "frequency_penalty",
+        "tool_choice",
+        "n",
+        "stream",
+    }
+)
+
+
+def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(value, default=str))  # type: ignore[no-any-return]
+
+
+def record_attempt(attempt: Attempt, frame: StepFrame | None) -> None:
+    """Add the attempt to every enclosing step's totals and to the run."""
+    if frame is not None:
+        for f in frame.chain():
+            f.totals.add(
+                attempt.usage,
+                attempt.cost,
+                latency_s=attempt.latency_s,
+                error=not attempt.ok,
+                cache_hit=attempt.cache_hit,
+                saved_usd=attempt.saved_usd,
+            )
+        run = frame.run
+    else:
+        from agentflow._context import current_run
+
+        run = current_run.get()
+    if run is not None:
+        run._record(attempt, frame)
+

@@ -1,0 +1,118 @@
+"""Process-wide configuration: the zoo, the cache directory and the retry policy.
+
+``af.configure(zoo=...)`` or ``af.configure(path="agentflow.toml")``. Environment:
+``AGENTFLOW_CONFIG`` (a TOML file loaded on first use when ``configure`` was not called),
+``AGENTFLOW_CACHE_DIR``. An explicit argument wins over the environment, which wins over
+the default.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentflow._errors import ConfigError, NotConfiguredError
+from agentflow._policy import RetryPolicy
+from agentflow._zoo import ModelZoo, read_toml
+
+if TYPE_CHECKING:
+    from agentflow._step import StepPolicy
+
+__all__ = ["Config", "configure", "get_config", "get_zoo", "register_step"]
+
+
+def _default_cache_dir() -> Path:
+    env = os.environ.get("AGENTFLOW_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "agentflow"
+
+
+@dataclass(frozen=True)
+class Config:
+    zoo: ModelZoo | None = None
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+_lock = threading.Lock()
+_config: Config | None = None
+# every decorated step, so configure() can check their tier names
+_steps: weakref.WeakSet[StepPolicy] = weakref.WeakSet()
+
+
+def register_step(policy: StepPolicy) -> None:
+    """Remember a step; check its tiers now if a zoo is configured, else at configure."""
+    _steps.add(policy)
+    cfg = _config
+    if cfg is not None and cfg.zoo is not None:
+        policy.check(cfg.zoo)
+
+
+def _load_toml(path: str | Path) -> tuple[ModelZoo, dict[str, Any]]:
+    section = read_toml(path)
+    return ModelZoo.from_dict(section), section
+
+
+def configure(
+    *,
+    zoo: ModelZoo | None = None,
+    path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    retry: RetryPolicy | None = None,
+) -> Config:
+    """Set the model zoo (and optionally the cache directory and retry policy).
+
+    Every step decorated so far is checked against the zoo: a step naming a tier the zoo
+    does not have fails here, with the valid names in the message.
+    """
+    global _config
+    if zoo is not None and path is not None:
+        raise ConfigError("give configure() either zoo= or path=, not both")
+    base = _config or Config()
+    updates: dict[str, Any] = {}
+    if path is not None:
+        zoo, section = _load_toml(path)
+        if cache_dir is None and "cache_dir" in section:
+            cache_dir = section["cache_dir"]
+    if zoo is not None:
+        if not isinstance(zoo, ModelZoo):
+            raise ConfigError(f"zoo must be an af.ModelZoo, got {type(zoo).__name__}")
+        updates["zoo"] = zoo
+    if cache_dir is not None:
+        updates["cache_dir"] = Path(cache_dir).expanduser()
+    if retry is not None:
+        updates["retry"] = retry
+    new = replace(base, **updates)
+    if new.zoo is not None:
+        for policy in list(_steps):
+            policy.check(new.zoo)
+    with _lock:
+        _config = new
+    return new
+
+
+def get_config() -> Config:
+    cfg = _config
+    if cfg is None:
+        env = os.environ.get("AGENTFLOW_CONFIG")
+        if env:
+            return configure(path=env)
+        return Config()
+    return cfg
+
+
+def get_zoo() -> ModelZoo:
+    zoo = get_config().zoo
+    if zoo is None:
+        raise NotConfiguredError()
+    return zoo
+
+
+def reset() -> None:
+    """Forget the configuration (tests)."""
+    global _config
+    with _lock:
+        _config = None

@@ -1,0 +1,94 @@
+"""agentflow's errors. Every one derives from ``AgentflowError``.
+
+    AgentflowError
+    ├── ConfigError                 bad zoo, tier, endpoint, pricing or policy (raised at
+    │   ├── UnknownTierError        decoration or configure time)
+    │   └── UnknownStepKindError
+    ├── NotConfiguredError          af.complete before af.configure
+    ├── CallError                   a model call failed after retries and failover
+    ├── ResponseValidationError     a reply did not validate against response_format
+    ├── BudgetExceededError         also a budgets.BudgetExceeded
+    └── LocalServerError            a local llama-server failed to install or start
+
+Messages say what was expected, what came, and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from budgets import BudgetExceeded
+
+__all__ = [
+    "AgentflowError",
+    "BudgetExceededError",
+    "CallError",
+    "ConfigError",
+    "LocalServerError",
+    "NotConfiguredError",
+    "ResponseValidationError",
+    "UnknownStepKindError",
+    "UnknownTierError",
+]
+
+
+class AgentflowError(Exception):
+    """Root of every error agentflow raises."""
+
+
+class ConfigError(AgentflowError, ValueError):
+    """The zoo, a tier, an endpoint or a step policy is invalid."""
+
+
+class UnknownTierError(ConfigError):
+    def __init__(self, name: str, valid: Iterable[str], where: str | None = None) -> None:
+        self.name = name
+        self.valid = tuple(valid)
+        self.where = where
+        at = f"{where}: " if where else ""
+        super().__init__(
+            f"{at}unknown tier {name!r}; the zoo has {', '.join(map(repr, self.valid))}. "
+            "Use one of those names or add the tier to the zoo."
+        )
+
+
+class UnknownStepKindError(ConfigError):
+    def __init__(self, kind: str, valid: Iterable[str]) -> None:
+        self.kind = kind
+        self.valid = tuple(valid)
+        super().__init__(
+            f"unknown step kind {kind!r}; valid kinds are {', '.join(map(repr, self.valid))}."
+        )
+
+
+class NotConfiguredError(AgentflowError, RuntimeError):
+    def __init__(self) -> None:
+        super().__init__(
+            "agentflow has no model zoo yet: call af.configure(zoo=af.ModelZoo(...)) or "
+            "af.configure(path='agentflow.toml'), or set AGENTFLOW_CONFIG to a TOML file, "
+            "before af.complete()."
+        )
+
+
+class CallError(AgentflowError):
+    """Every attempt of a model call failed (retries, replicas and fallback tiers)."""
+
+    def __init__(self, message: str, attempts: Iterable[object] = ()) -> None:
+        self.attempts = list(attempts)
+        super().__init__(message)
+
+
+class ResponseValidationError(AgentflowError, ValueError):
+    """The model's reply did not validate against the requested response_format."""
+
+    def __init__(self, message: str, text: str) -> None:
+        self.text = text
+        super().__init__(message)
+
+
+class BudgetExceededError(AgentflowError, BudgetExceeded):
+    """A budget refused a call (catch ``budgets.BudgetExceeded`` or this)."""
+
+
+class LocalServerError(AgentflowError, RuntimeError):
+    """A local llama-server could not be installed or started."""

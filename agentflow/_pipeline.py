@@ -1,0 +1,331 @@
+"""The call pipeline as one plan: route → budget → call (retry, failover) → score → account.
+
+The plan is a generator that never does I/O itself: it yields ``Call`` (send this request
+to this endpoint), ``Sleep`` (back off) and ``Score`` (run the step's scorer) and gets the
+outcome sent back. ``_drivers`` runs it synchronously or under asyncio, so the logic of
+retries, failover, budgets and escalation exists once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from opentelemetry import trace
+
+import tracing
+
+from agentflow._accounting import (
+    end_attempt_span,
+    normalise_usage,
+    price,
+    record_attempt,
+    start_attempt_span,
+)
+from agentflow._budgeting import BudgetGate, Reservations
+from agentflow._completion import Attempt, Completion
+from agentflow._config import get_config, get_zoo
+from agentflow._context import StepFrame, current_run, current_step
+from agentflow._errors import CallError, ConfigError
+from agentflow._litellm import classify, retry_after, status_code
+from agentflow._policy import Escalate, RetryPolicy
+from agentflow._response import build_completion
+from agentflow._routing import candidates
+from agentflow._zoo import Endpoint, ModelZoo
+from budgets import Cost, Usage
+
+T = TypeVar("T")
+
+__all__ = [
+    "Call",
+    "Context",
+    "Outcome",
+    "Score",
+    "Sleep",
+    "Slot",
+    "answer_at_tier",
+    "chat_success",
+    "plan_completion",
+    "record_failure",
+]
+
+
+@dataclass(slots=True)
+class Call:
+    endpoint: Endpoint
+    params: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(slots=True)
+class Score:
+    escalate: Escalate
+    completion: Completion
+
+
+@dataclass(slots=True)
+class Outcome:
+    response: Any = None
+    error: BaseException | None = None
+    latency_s: float = 0.0
+
+
+Instruction = Call | Sleep | Score
+
+
+@dataclass
+class Context:
+    """What one ``af.complete`` call needs: the zoo, the step, the run and the request."""
+
+    zoo: ModelZoo
+    frame: StepFrame | None
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    tier: str
+    escalate: Escalate | None
+    retry: RetryPolicy
+    prefix_cache: bool
+    on_budget: str
+    operation: str = "chat"
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls,
+        messages: Any,
+        params: dict[str, Any],
+        tier: str | None = None,
+        operation: str = "chat",
+    ) -> Context:
+        zoo = get_zoo()
+        frame = current_step.get()
+        policy = frame.policy if frame is not None else None
+        if messages is None:
+            raise ConfigError("af.complete needs messages=[{'role': 'user', 'content': ...}]")
+        msgs = [dict(m) for m in messages]
+        chosen = tier or (policy.tier if policy else None) or zoo.default.name
+        zoo.check_tier(chosen)
+        escalate = policy.escalate if policy and operation == "chat" else None
+        if escalate is not None and isinstance(escalate.scorer, str):
+            params.setdefault("logprobs", True)  # the logprob scorers need them
+        return cls(
+            zoo=zoo,
+            frame=frame,
+            messages=msgs,
+            params=params,
+            tier=chosen,
+            escalate=escalate,
+            retry=get_config().retry,
+            prefix_cache=policy.prefix_cache if policy else True,
+            on_budget=policy.on_budget if policy else "raise",
+            operation=operation,
+        )
+
+    @property
+    def step_name(self) -> str | None:
+        return self.frame.policy.name if self.frame is not None else None
+
+    def ladder(self) -> list[str]:
+        """The tiers to try in order: the step's, then stronger ones when escalating."""
+        names = list(self.zoo.names)
+        start = names.index(self.tier)
+        if self.escalate is None:
+            return [self.tier]
+        stop = names.index(self.escalate.up_to) if self.escalate.up_to else len(names) - 1
+        ladder = names[start : stop + 1]
+        if self.escalate.max_attempts is not None:
+            ladder = ladder[: self.escalate.max_attempts]
+        return ladder
+
+
+def plan_completion(ctx: Context) -> Generator[Instruction, Any, Completion]:
+    """Answer at the step's tier; climb while the scorer is not satisfied."""
+    ladder = ctx.ladder()
+    best: Completion | None = None
+    gate = BudgetGate(ctx)
+    for level, tier_name in enumerate(ladder):
+        if level > 0 and not gate.can_afford_tier(tier_name):
+            break  # escalation never spends past the budget: keep the best answer so far
+        completion = yield from answer_at_tier(ctx, gate, tier_name, level)
+        if ctx.escalate is None:
+            return _finish(ctx, completion, None)
+        confidence = yield Score(ctx.escalate, completion)
+        completion.confidence = confidence
+        _mark_confidence(ctx, confidence)
+        if best is None or (confidence or 0.0) > (best.confidence or 0.0):
+            best = completion
+        if confidence is not None and confidence >= ctx.escalate.min_confidence:
+            return _finish(ctx, completion, True)
+    assert best is not None  # the first tier always answers or raises
+    if ctx.escalate is not None and ctx.escalate.on_unconfident == "raise":
+        raise CallError(
+            f"no tier up to {ladder[-1]!r} answered with confidence >= "
+            f"{ctx.escalate.min_confidence} (best {best.confidence}); lower min_confidence "
+            "or allow a stronger tier",
+            ctx.attempts,
+        )
+    return _finish(ctx, best, False)
+
+
+def _mark_confidence(ctx: Context, confidence: float | None) -> None:
+    ctx.attempts[-1] = replace(ctx.attempts[-1], confidence=confidence)
+
+
+def _finish(ctx: Context, completion: Completion, confident: bool | None) -> Completion:
+    completion.attempts = list(ctx.attempts)
+    completion.confident = confident
+    return completion
+
+
+def _backoff(policy: RetryPolicy, retries: int, err: BaseException) -> float:
+    asked = retry_after(err)
+    if asked is not None:
+        return min(asked, policy.max_retry_after)
+    ceiling = min(policy.max_backoff, policy.initial_backoff * (2**retries))
+    return random.uniform(0, ceiling)  # noqa: S311  # jitter, not cryptography
+
+
+@dataclass(slots=True)
+class Slot:
+    """One attempt in flight: where it went, what it reserved, its span and outcome."""
+
+    ctx: Context
+    gate: BudgetGate
+    tier: str
+    endpoint: Endpoint
+    params: dict[str, Any]
+    reservations: Reservations
+    span: trace.Span
+    number: int
+    level: int
+    outcome: Outcome
+
+    def attempt(self, usage: Usage, cost: Cost, reported: bool, **changes: Any) -> Attempt:
+        changes.setdefault("ok", True)
+        return Attempt(
+            number=self.number,
+            tier=self.tier,
+            endpoint=self.endpoint.id,
+            model=self.endpoint.span_model,
+            usage=usage,
+            cost=cost,
+            latency_s=self.outcome.latency_s,
+            step=self.ctx.step_name,
+            escalation_level=self.level,
+            cached_tokens_reported=reported,
+            **changes,
+        )
+
+    def record(self, attempt: Attempt) -> None:
+        self.ctx.attempts.append(attempt)
+        record_attempt(attempt, self.ctx.frame)
+
+
+def chat_success(slot: Slot) -> Completion:
+    """A chat answer came back: settle, account, and build the Completion."""
+    response = slot.outcome.response
+    usage, reported = normalise_usage(getattr(response, "usage", None))
+    cost = price(slot.endpoint, usage)
+    slot.gate.settle(slot.reservations, usage, cost)
+    attempt = slot.attempt(usage, cost, reported)
+    try:
+        completion = build_completion(
+            response, slot.endpoint, slot.tier, slot.ctx.params, slot.outcome.latency_s
+        )
+    except BaseException as err:
+        # the engine answered and was paid; the answer is unusable
+        attempt = replace(attempt, ok=False, error=f"{type(err).__name__}: {err}")
+        slot.record(attempt)
+        end_attempt_span(slot.span, attempt, slot.endpoint, params=slot.params, error=err)
+        raise
+    slot.record(attempt)
+    end_attempt_span(
+        slot.span,
+        attempt,
+        slot.endpoint,
+        params=slot.params,
+        messages=slot.ctx.messages,
+        output_message=completion.message,
+        output_text=completion.text,
+        finish_reason=completion.finish_reason,
+    )
+    completion.usage, completion.cost = usage, cost
+    return completion
+
+
+def answer_at_tier(
+    ctx: Context,
+    gate: BudgetGate,
+    tier_name: str,
+    level: int,
+    on_success: Callable[[Slot], T] = chat_success,  # type: ignore[assignment]
+) -> Generator[Instruction, Any, T]:
+    """Try the tier's replicas, then its fallbacks, retrying transient errors."""
+    deadline = time.monotonic() + ctx.retry.max_time
+    errors: list[str] = []
+    last_error: BaseException | None = None
+    for tier, endpoint in candidates(ctx.zoo, tier_name, ctx.messages, ctx.params, ctx.prefix_cache):
+        retries = 0
+        while True:
+            number = len(ctx.attempts) + 1
+            params, reservations = gate.reserve(endpoint, tier.name)
+            span = start_attempt_span(endpoint, tier.name, number, level, ctx.operation)
+            with trace.use_span(span, end_on_exit=False):
+                outcome: Outcome = yield Call(endpoint, params)
+            slot = Slot(ctx, gate, tier.name, endpoint, params, reservations, span, number, level,
+                        outcome)
+            if outcome.error is None:
+                return on_success(slot)
+            err = outcome.error
+            gate.release(reservations)
+            record_failure(slot, err)
+            last_error = err
+            errors.append(f"{endpoint.id}: {type(err).__name__}: {err}")
+            kind = classify(err)
+            if kind == "fatal":
+                raise CallError(
+                    f"{endpoint.id} rejected the request ({type(err).__name__}: {err}); "
+                    "fix the request — retrying it elsewhere would fail the same way",
+                    ctx.attempts,
+                ) from err
+            retries += 1
+            wait = _backoff(ctx.retry, retries - 1, err)
+            if (
+                kind == "retry"
+                and retries < ctx.retry.max_attempts
+                and time.monotonic() + wait < deadline
+            ):
+                yield Sleep(wait)
+                continue
+            break  # fail over to the next replica, then to the fallback tier
+    raise CallError(
+        f"every endpoint of tier {tier_name!r} (and its fallbacks) failed after "
+        f"{len(errors)} attempts: " + "; ".join(errors[-4:]),
+        ctx.attempts,
+    ) from last_error
+
+
+def record_failure(slot: Slot, err: BaseException, usage: Usage | None = None) -> None:
+    """Account a failed attempt (refunded unless ``usage`` says tokens were spent)."""
+    usage = usage or Usage()
+    cost = price(slot.endpoint, usage)
+    attempt = slot.attempt(
+        usage,
+        cost,
+        False,
+        ok=False,
+        error=tracing.redact(f"{type(err).__name__}: {err}"),
+        status_code=status_code(err),
+    )
+    slot.record(attempt)
+    end_attempt_span(
+        slot.span, attempt, slot.endpoint, params=slot.params, messages=slot.ctx.messages,
+        error=err, operation=slot.ctx.operation,
+    )

@@ -1,0 +1,67 @@
+"""``run.report()``: spent vs. limit, then per step and tier: calls, tokens, cost."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentflow._context import Totals
+    from agentflow._run import Run
+
+__all__ = ["render_report"]
+
+
+def _usd(value: Decimal) -> str:
+    return f"${value:.6f}"
+
+
+def _cached_share(t: Totals) -> str:
+    if not t.usage.prompt_tokens:
+        return "-"
+    return f"{100 * t.usage.cached_prompt_tokens / t.usage.prompt_tokens:.0f}%"
+
+
+def _row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+
+def render_report(run: Run) -> str:
+    t = run.totals
+    lines = [
+        f"run {run.name!r}: {t.calls} calls, {t.usage.total_tokens} tokens "
+        f"({_cached_share(t)} of prompt cached), {_usd(t.cost.total_usd)}"
+    ]
+    if run.ledger is not None and run.budget is not None:
+        spent = run.ledger.spent()
+        b = run.budget
+        limits = [
+            ("max_usd", b.max_usd, spent.usd),
+            ("max_input_tokens", b.max_input_tokens, spent.input_tokens),
+            ("max_output_tokens", b.max_output_tokens, spent.output_tokens),
+            ("max_calls", b.max_calls, spent.calls),
+        ]
+        for label, limit, used in limits:
+            if limit is not None:
+                share = 100 * Decimal(used) / Decimal(limit)
+                lines.append(f"  budget {label}: spent {used} of {limit} ({share:.1f}%)")
+    header = ["step", "kind", "tier", "calls", "prompt", "cached", "completion", "cost", "time"]
+    rows = [header]
+    for summary in run.steps.values():
+        for tier, tt in sorted(summary.tiers.items()) or [("-", summary.totals)]:
+            rows.append(
+                [
+                    summary.name,
+                    summary.kind,
+                    tier,
+                    str(tt.calls),
+                    str(tt.usage.prompt_tokens),
+                    _cached_share(tt),
+                    str(tt.usage.completion_tokens),
+                    _usd(tt.cost.total_usd),
+                    f"{tt.latency_s:.2f}s",
+                ]
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines.extend("  " + _row(r, widths) for r in rows)
+    return "\n".join(lines)

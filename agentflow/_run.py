@@ -1,0 +1,204 @@
+"""``af.run``: one agent run, its budget ledger, its root span and its totals."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from contextvars import Token
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+import tracing
+from agentflow._completion import Attempt
+from agentflow._context import StepFrame, Totals, current_run
+from agentflow._report import render_report
+from budgets import Budget, Cost, Ledger, Usage
+
+__all__ = ["Run", "StepSummary", "run"]
+
+_tracer = trace.get_tracer("agentflow")
+
+
+@dataclass
+class StepSummary:
+    """Per-step totals over a run (a step called three times sums its three calls)."""
+
+    name: str
+    kind: str
+    invocations: int = 0
+    totals: Totals = field(default_factory=Totals)
+    tiers: dict[str, Totals] = field(default_factory=dict)
+
+    @property
+    def calls(self) -> int:
+        return self.totals.calls
+
+    @property
+    def usage(self) -> Usage:
+        return self.totals.usage
+
+    @property
+    def cost(self) -> Cost:
+        return self.totals.cost
+
+
+class Run:
+    """A unit of work whose calls share a budget, a root span and a report.
+
+    Use it as ``with af.run(...) as run:`` or ``async with``; ``run.cost``,
+    ``run.usage``, ``run.steps`` and ``run.report()`` hold the totals afterwards.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        budget: Budget | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.name = name
+        self.budget = budget
+        self.user_id = user_id
+        self.session_id = session_id
+        self.metadata = dict(metadata or {})
+        self.tags = list(tags or [])
+        if ledger is None and budget is not None:
+            ledger = Ledger(budget, name=f"run {name!r} budget")
+        self.ledger = ledger
+        self.totals = Totals()
+        self.attempts: list[Attempt] = []
+        self.steps: dict[str, StepSummary] = {}
+        self._lock = threading.Lock()
+        self._token: Token[Run | None] | None = None
+        self._otel_token: object = None
+        self._span: trace.Span | None = None
+
+    # --- totals -------------------------------------------------------------------
+    @property
+    def usage(self) -> Usage:
+        return self.totals.usage
+
+    @property
+    def cost(self) -> Cost:
+        return self.totals.cost
+
+    def _step_entered(self, name: str, kind: str) -> None:
+        with self._lock:
+            summary = self.steps.get(name)
+            if summary is None:
+                summary = self.steps[name] = StepSummary(name, kind)
+            summary.invocations += 1
+
+    def _record(self, attempt: Attempt, frame: StepFrame | None) -> None:
+        """Account one attempt to the run, its step summary and every enclosing frame."""
+        kwargs: dict[str, Any] = {
+            "latency_s": attempt.latency_s,
+            "error": not attempt.ok,
+            "cache_hit": attempt.cache_hit,
+            "saved_usd": attempt.saved_usd,
+        }
+        with self._lock:
+            self.attempts.append(attempt)
+            if frame is not None:
+                summary = self.steps[frame.policy.name]
+                summary.totals.add(attempt.usage, attempt.cost, **kwargs)
+                tier = summary.tiers.get(attempt.tier)
+                if tier is None:
+                    tier = summary.tiers[attempt.tier] = Totals()
+                tier.add(attempt.usage, attempt.cost, **kwargs)
+        self.totals.add(attempt.usage, attempt.cost, **kwargs)
+
+    def report(self) -> str:
+        """A text table: spent vs. limit, then per step and tier: calls, tokens, cost."""
+        return render_report(self)
+
+    # --- context management -------------------------------------------------------
+    def __enter__(self) -> Run:
+        if self._token is not None:
+            raise RuntimeError(f"run {self.name!r} is already active; start a new af.run()")
+        self._span = _tracer.start_span(
+            f"run {self.name}",
+            attributes=tracing.run_attributes(
+                name=self.name,
+                session_id=self.session_id,
+                user_id=self.user_id,
+                metadata=self.metadata or None,
+                tags=self.tags or None,
+                max_usd=None if self.budget is None or self.budget.max_usd is None
+                else float(self.budget.max_usd),
+            ),
+        )
+        self._otel_token = otel_context.attach(trace.set_span_in_context(self._span))
+        self._token = current_run.set(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        if span is not None:
+            span.set_attributes(totals_attributes(self.totals))
+            if exc is not None:
+                span.record_exception(exc)
+                span.set_status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+            span.end()
+        if self._token is not None:
+            current_run.reset(self._token)
+            self._token = None
+        if self._otel_token is not None:
+            otel_context.detach(self._otel_token)  # type: ignore[arg-type]  # attach's token
+            self._otel_token = None
+
+    async def __aenter__(self) -> Run:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def totals_attributes(totals: Totals) -> dict[str, Any]:
+    u, c = totals.usage, totals.cost
+    return tracing.rollup_attributes(
+        prompt_tokens=u.prompt_tokens,
+        cached_prompt_tokens=u.cached_prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        cost_input=float(c.input_usd),
+        cost_cached_input=float(c.cached_input_usd),
+        cost_output=float(c.output_usd),
+        calls=totals.calls,
+    )
+
+
+def run(
+    name: str,
+    *,
+    budget: Budget | None = None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    tags: Sequence[str] | None = None,
+) -> Run:
+    """Start a run: ``with af.run("research", budget=Budget(max_usd=0.02)) as run: ...``."""
+    return Run(
+        name, budget=budget, user_id=user_id, session_id=session_id, metadata=metadata, tags=tags
+    )
+
+
+def active_run() -> Run | None:
+    return current_run.get()

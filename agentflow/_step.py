@@ -1,0 +1,378 @@
+"""``@af.step`` and its presets: a model tier, a budget and caching for one agent step.
+
+The wrapper is chosen once, at decoration time, by the kind of function (coroutine,
+generator, async generator, plain); each keeps ``__name__``, ``__wrapped__``, the
+signature and coroutine-ness, so LangGraph still injects ``config`` into a node.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncGenerator, Callable, Generator
+from contextvars import Token
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+import tracing
+from agentflow._config import register_step
+from agentflow._context import StepFrame, current_run, current_step
+from agentflow._errors import ConfigError, UnknownTierError
+from agentflow._policy import (
+    CachePolicy,
+    Escalate,
+    OnBudget,
+    StepKind,
+    check_kind,
+    check_on_budget,
+    coerce_cache,
+)
+from agentflow._zoo import ModelZoo
+from budgets import Budget, Ledger
+
+__all__ = ["StepPolicy", "plan", "retrieve", "step", "tool", "verify"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_tracer = trace.get_tracer("agentflow")
+
+
+@dataclass(eq=False)
+class StepPolicy:
+    """Everything a decorated step says about its model calls."""
+
+    name: str
+    kind: StepKind
+    tier: str | None = None
+    budget: Budget | None = None
+    cache: CachePolicy | None = None
+    escalate: Escalate | None = None
+    prefix_cache: bool = True
+    on_budget: OnBudget = "raise"
+
+    def __post_init__(self) -> None:
+        self.attributes = tracing.step_attributes(
+            name=self.name, kind=self.kind, tier=self.tier or ""
+        )
+
+    def check(self, zoo: ModelZoo) -> None:
+        """Fail now, naming this step, if a tier it names is not in the zoo."""
+        where = f"step {self.name!r}"
+        for name in (self.tier, self.escalate.up_to if self.escalate else None):
+            if name is not None and name not in zoo.names:
+                raise UnknownTierError(name, zoo.names, where=where)
+        if self.escalate and self.escalate.up_to and self.tier:
+            if zoo.index(self.escalate.up_to) < zoo.index(self.tier):
+                raise ConfigError(
+                    f"{where}: escalate up_to={self.escalate.up_to!r} is below the step's tier "
+                    f"{self.tier!r}; the zoo's order is {list(zoo.names)}"
+                )
+
+
+def _enter(policy: StepPolicy) -> tuple[StepFrame, Token[StepFrame | None], object]:
+    parent = current_step.get()
+    run = parent.run if parent is not None else current_run.get()
+    span = _tracer.start_span(policy.name, attributes=policy.attributes)
+    ledger = (
+        Ledger(policy.budget, name=f"step {policy.name!r} budget") if policy.budget else None
+    )
+    frame = StepFrame(policy, parent, run, span, ledger)
+    if run is not None:
+        run._step_entered(policy.name, policy.kind)
+    return frame, current_step.set(frame), otel_context.attach(trace.set_span_in_context(span))
+
+
+def _activate(frame: StepFrame) -> tuple[Token[StepFrame | None], object]:
+    return current_step.set(frame), otel_context.attach(trace.set_span_in_context(frame.span))
+
+
+def _deactivate(tokens: tuple[Token[StepFrame | None], object]) -> None:
+    current_step.reset(tokens[0])
+    otel_context.detach(tokens[1])  # type: ignore[arg-type]  # the token attach() gave
+
+
+def _finish(frame: StepFrame, exc: BaseException | None) -> None:
+    span = frame.span
+    if frame.totals.calls:
+        from agentflow._run import totals_attributes
+
+        span.set_attributes(totals_attributes(frame.totals))
+    if exc is not None:
+        span.record_exception(exc)
+        span.set_status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+    span.end()
+
+
+def _wrap(func: Callable[P, R], policy: StepPolicy) -> Callable[P, R]:
+    if inspect.isasyncgenfunction(func):
+        return cast(Callable[P, R], _wrap_async_gen(func, policy))
+    if inspect.isgeneratorfunction(func):
+        return cast(Callable[P, R], _wrap_gen(func, policy))
+    if inspect.iscoroutinefunction(func):
+        return cast(Callable[P, R], _wrap_async(func, policy))
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        frame, token, otel_token = _enter(policy)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            _deactivate((token, otel_token))
+            _finish(frame, exc)
+            raise
+        _deactivate((token, otel_token))
+        _finish(frame, None)
+        return result
+
+    return wrapper
+
+
+def _wrap_async(func: Callable[P, Any], policy: StepPolicy) -> Callable[P, Any]:
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        frame, token, otel_token = _enter(policy)
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            _deactivate((token, otel_token))
+            _finish(frame, exc)
+            raise
+        _deactivate((token, otel_token))
+        _finish(frame, None)
+        return result
+
+    return wrapper
+
+
+def _wrap_gen(func: Callable[P, Generator[Any, Any, Any]], policy: StepPolicy) -> Callable[P, Any]:
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
+        frame, token, otel_token = _enter(policy)
+        try:
+            gen = func(*args, **kwargs)
+        except BaseException as exc:
+            _deactivate((token, otel_token))
+            _finish(frame, exc)
+            raise
+        _deactivate((token, otel_token))
+        # the step is active only while the generator's own code runs
+        error: BaseException | None = None
+        try:
+            to_send: Any = None
+            to_throw: BaseException | None = None
+            while True:
+                tokens = _activate(frame)
+                try:
+                    item = gen.throw(to_throw) if to_throw is not None else gen.send(to_send)
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    _deactivate(tokens)
+                to_send, to_throw = None, None
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    tokens = _activate(frame)
+                    try:
+                        gen.close()
+                    finally:
+                        _deactivate(tokens)
+                    raise
+                except BaseException as exc:  # thrown in by the consumer: pass it on
+                    to_throw = exc
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _finish(frame, error)
+
+    return wrapper
+
+
+def _wrap_async_gen(
+    func: Callable[P, AsyncGenerator[Any, Any]], policy: StepPolicy
+) -> Callable[P, Any]:
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Any, Any]:
+        frame, token, otel_token = _enter(policy)
+        try:
+            agen = func(*args, **kwargs)
+        finally:
+            _deactivate((token, otel_token))
+        error: BaseException | None = None
+        try:
+            to_send: Any = None
+            to_throw: BaseException | None = None
+            while True:
+                tokens = _activate(frame)
+                try:
+                    if to_throw is not None:
+                        item = await agen.athrow(to_throw)
+                    else:
+                        item = await agen.asend(to_send)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    _deactivate(tokens)
+                to_send, to_throw = None, None
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    tokens = _activate(frame)
+                    try:
+                        await agen.aclose()
+                    finally:
+                        _deactivate(tokens)
+                    raise
+                except BaseException as exc:
+                    to_throw = exc
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _finish(frame, error)
+
+    return wrapper
+
+
+Decorator = Callable[[Callable[P, R]], Callable[P, R]]
+
+
+def _make_policy(
+    func: Callable[..., Any],
+    *,
+    kind: str,
+    name: str | None,
+    tier: str | None,
+    budget: Budget | None,
+    cache: str | CachePolicy | None,
+    escalate: Escalate | None,
+    prefix_cache: bool,
+    on_budget: str,
+) -> StepPolicy:
+    if budget is not None and not isinstance(budget, Budget):
+        raise ConfigError(f"budget must be a budgets.Budget, got {type(budget).__name__}")
+    if escalate is not None and not isinstance(escalate, Escalate):
+        raise ConfigError(f"escalate must be an af.Escalate, got {type(escalate).__name__}")
+    if tier is not None and (not isinstance(tier, str) or not tier):
+        raise ConfigError(f"tier must be a tier name, got {tier!r}")
+    policy = StepPolicy(
+        name=name or getattr(func, "__qualname__", None) or repr(func),
+        kind=check_kind(kind),
+        tier=tier,
+        budget=budget,
+        cache=coerce_cache(cache),
+        escalate=escalate,
+        prefix_cache=bool(prefix_cache),
+        on_budget=check_on_budget(on_budget),
+    )
+    register_step(policy)
+    return policy
+
+
+@overload
+def step(func: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def step(
+    func: None = None,
+    /,
+    *,
+    kind: str = "generic",
+    name: str | None = None,
+    tier: str | None = None,
+    budget: Budget | None = None,
+    cache: str | CachePolicy | None = None,
+    escalate: Escalate | None = None,
+    prefix_cache: bool = True,
+    on_budget: str = "raise",
+) -> Decorator[P, R]: ...
+def step(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    kind: str = "generic",
+    name: str | None = None,
+    tier: str | None = None,
+    budget: Budget | None = None,
+    cache: str | CachePolicy | None = None,
+    escalate: Escalate | None = None,
+    prefix_cache: bool = True,
+    on_budget: str = "raise",
+) -> Callable[P, R] | Decorator[P, R]:
+    """Decorate an agent step: ``@af.step(kind="tool", tier="specialist", budget=...)``.
+
+    ``af.complete`` inside the step follows this policy. A tier the zoo does not have
+    fails here if the zoo is configured, else when ``af.configure`` runs.
+    """
+
+    def decorate(f: Callable[P, R]) -> Callable[P, R]:
+        policy = _make_policy(
+            f,
+            kind=kind,
+            name=name,
+            tier=tier,
+            budget=budget,
+            cache=cache,
+            escalate=escalate,
+            prefix_cache=prefix_cache,
+            on_budget=on_budget,
+        )
+        wrapped = _wrap(f, policy)
+        wrapped.__agentflow_step__ = policy  # type: ignore[attr-defined]  # for introspection
+        return wrapped
+
+    if func is not None:
+        return decorate(func)
+    return decorate
+
+
+class _Preset:
+    """``@af.plan``, ``@af.retrieve``, ``@af.tool``, ``@af.verify``: ``step`` with a kind."""
+
+    def __init__(self, kind: StepKind, doc: str) -> None:
+        self.kind = kind
+        self.__doc__ = doc
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> Callable[P, R]: ...
+    @overload
+    def __call__(
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        tier: str | None = None,
+        budget: Budget | None = None,
+        cache: str | CachePolicy | None = None,
+        escalate: Escalate | None = None,
+        prefix_cache: bool = True,
+        on_budget: str = "raise",
+    ) -> Decorator[P, R]: ...
+    def __call__(
+        self, func: Callable[P, R] | None = None, /, **options: Any
+    ) -> Callable[P, R] | Decorator[P, R]:
+        if "kind" in options:
+            raise ConfigError(
+                f"this decorator sets kind={self.kind!r}; use @af.step(kind=...) instead"
+            )
+        if func is not None:
+            return step(kind=self.kind, **options)(func)
+        return step(kind=self.kind, **options)
+
+    def __repr__(self) -> str:
+        return f"<agentflow step decorator kind={self.kind!r}>"
+
+
+plan = _Preset("planning", "A planning step (span kind CHAIN). Options as ``af.step``.")
+retrieve = _Preset("retrieval", "A retrieval step (span kind RETRIEVER). Options as ``af.step``.")
+tool = _Preset("tool", "A tool-use step (span kind TOOL). Options as ``af.step``.")
+verify = _Preset("verification", "A verification step (EVALUATOR). Options as ``af.step``.")

@@ -1,0 +1,274 @@
+"""The model zoo: tiers of interchangeable endpoints, cheapest first.
+
+``ModelZoo(tiers=[...])`` lists tiers in escalation order; each ``Tier`` holds one or more
+``Endpoint`` replicas of one model and may name a ``fallback`` tier to try when all of
+its replicas fail. Everything is validated when built, so a bad config fails at
+``configure`` time with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from agentflow._errors import ConfigError, UnknownTierError
+from budgets import Pricing, TokenPricing
+
+__all__ = ["Endpoint", "ModelZoo", "Tier", "provider_of", "read_toml", "span_model_name"]
+
+# litellm provider prefixes that are not part of the model's own name
+_PROVIDERS = (
+    "openai",
+    "hosted_vllm",
+    "vllm",
+    "ollama",
+    "ollama_chat",
+    "azure",
+    "anthropic",
+    "gemini",
+    "vertex_ai",
+    "bedrock",
+    "groq",
+    "together_ai",
+    "mistral",
+    "deepseek",
+    "openrouter",
+    "fireworks_ai",
+    "llamafile",
+    "lm_studio",
+    "text-completion-openai",
+)
+
+
+def span_model_name(model: str) -> str:
+    """The model name that goes on spans (``llm.model_name``) and into Phoenix prices.
+
+    litellm's provider prefix is routing, not the model: ``openai/smollm2-135m`` is
+    ``smollm2-135m`` on spans.
+    """
+    provider, sep, rest = model.partition("/")
+    if sep and provider in _PROVIDERS:
+        return rest
+    return model
+
+
+def provider_of(model: str) -> str:
+    provider, sep, _ = model.partition("/")
+    if sep and provider in _PROVIDERS:
+        return provider
+    return "openai"
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The ``[agentflow]`` table of a TOML file (or the whole file if it has none)."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(p)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {err}") from None
+    section = data.get("agentflow", data)
+    return dict(section)
+
+
+def _format_validation_error(what: str, err: ValidationError) -> str:
+    problems = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or what
+        problems.append(f"{loc}: {e['msg']} (got {e.get('input')!r})")
+    return f"invalid {what}: " + "; ".join(problems)
+
+
+class _Model(BaseModel):
+    """Turns pydantic's ValidationError into agentflow's ConfigError."""
+
+    model_config = ConfigDict(frozen=True)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ConfigError(_format_validation_error(type(self).__name__, err)) from None
+
+
+class Endpoint(_Model):
+    """One served model: a litellm model string, where it is served and what it costs.
+
+    Extra keyword arguments are passed to litellm as they are (``timeout``,
+    ``extra_headers``, ``api_version``, ...). ``api_key`` is a secret: it never appears
+    in a repr, a span or a log line.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    model: str = Field(min_length=1)
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    pricing: Pricing | None = None
+    name: str | None = None
+    timeout: float = Field(default=60.0, gt=0)
+
+    def __init__(self, **data: Any) -> None:
+        if not data.get("model"):
+            raise ConfigError(
+                "an Endpoint needs a model, e.g. af.Endpoint(model='openai/smollm2-135m', "
+                "api_base='http://127.0.0.1:8081/v1')"
+            )
+        super().__init__(**data)
+
+    @field_validator("api_base")
+    @classmethod
+    def _strip_slash(cls, v: str | None) -> str | None:
+        return v.rstrip("/") if v else v
+
+    @property
+    def id(self) -> str:
+        """A stable name for this replica: ``name``, else ``model@api_base``."""
+        if self.name:
+            return self.name
+        return f"{self.model}@{self.api_base}" if self.api_base else self.model
+
+    @property
+    def span_model(self) -> str:
+        return span_model_name(self.model)
+
+    @property
+    def provider(self) -> str:
+        return provider_of(self.model)
+
+    @property
+    def extra_params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def litellm_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": self.model, "timeout": self.timeout}
+        if self.api_base:
+            params["api_base"] = self.api_base
+        if self.api_key is not None:
+            params["api_key"] = self.api_key.get_secret_value()
+        elif self.api_base:
+            # a self-hosted endpoint needs no key, but the OpenAI client insists on one
+            params["api_key"] = "none"
+        params.update(self.extra_params)
+        return params
+
+    def token_pricing(self) -> TokenPricing | None:
+        return None if self.pricing is None else self.pricing.per_token()
+
+
+class Tier(_Model):
+    """A named tier: interchangeable replicas of one model, and an optional fallback."""
+
+    name: str = Field(min_length=1)
+    endpoints: list[Endpoint] = Field(min_length=1)
+    fallback: str | None = None
+
+    def __init__(
+        self,
+        name: str | None = None,
+        endpoints: Sequence[Endpoint | Mapping[str, Any]] | None = None,
+        fallback: str | None = None,
+        **data: Any,
+    ) -> None:
+        if name is not None:
+            data["name"] = name
+        if endpoints is not None:
+            data["endpoints"] = [
+                e if isinstance(e, Endpoint) else Endpoint(**dict(e)) for e in endpoints
+            ]
+        if not data.get("endpoints"):
+            raise ConfigError(
+                f"tier {data.get('name')!r} has no endpoints; give it at least one "
+                "af.Endpoint(model=...)"
+            )
+        if fallback is not None:
+            data["fallback"] = fallback
+        super().__init__(**data)
+
+
+class ModelZoo(_Model):
+    """Tiers in escalation order, cheapest first (specialist < workhorse < heavy)."""
+
+    tiers: list[Tier]
+    default_tier: str | None = None
+
+    def __init__(self, tiers: Sequence[Tier | Mapping[str, Any]] | None = None, **data: Any) -> None:
+        if tiers is not None:
+            data["tiers"] = [t if isinstance(t, Tier) else Tier(**dict(t)) for t in tiers]
+        if not data.get("tiers"):
+            raise ConfigError(
+                "the model zoo is empty; give it at least one tier: "
+                "af.ModelZoo(tiers=[af.Tier('workhorse', endpoints=[af.Endpoint(model=...)])])"
+            )
+        super().__init__(**data)
+        names = [t.name for t in self.tiers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(
+                f"duplicate tier names {dupes}; each tier needs its own name "
+                "(put replicas of one model in one tier's endpoints list)"
+            )
+        for t in self.tiers:
+            if t.fallback is not None:
+                if t.fallback == t.name:
+                    raise ConfigError(f"tier {t.name!r} names itself as fallback")
+                if t.fallback not in names:
+                    raise UnknownTierError(t.fallback, names)
+        if self.default_tier is not None and self.default_tier not in names:
+            raise UnknownTierError(self.default_tier, names)
+        object.__setattr__(self, "_by_name", {t.name: t for t in self.tiers})
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tiers)
+
+    def tier(self, name: str) -> Tier:
+        by_name: dict[str, Tier] = self.__dict__.get("_by_name") or {
+            t.name: t for t in self.tiers
+        }
+        try:
+            return by_name[name]
+        except KeyError:
+            raise UnknownTierError(name, self.names) from None
+
+    def check_tier(self, name: str) -> None:
+        self.tier(name)
+
+    def index(self, name: str) -> int:
+        return self.names.index(self.tier(name).name)
+
+    @property
+    def default(self) -> Tier:
+        """The tier used outside any step: ``default_tier``, else the cheapest."""
+        return self.tier(self.default_tier) if self.default_tier else self.tiers[0]
+
+    def endpoints(self) -> list[Endpoint]:
+        return [e for t in self.tiers for e in t.endpoints]
+
+    def token_prices(self) -> dict[str, TokenPricing]:
+        """``{model name on spans: per-token price}`` for every priced endpoint.
+
+        GPU-hour endpoints are converted to their effective per-token price; this is the
+        mapping ``tracing.phoenix.register_pricing`` takes.
+        """
+        prices: dict[str, TokenPricing] = {}
+        for e in self.endpoints():
+            p = e.token_pricing()
+            if p is not None:
+                prices.setdefault(e.span_model, p)
+        return prices
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> ModelZoo:
+        """Load ``[[tiers]]`` (with ``[[tiers.endpoints]]``) from a TOML file."""
+        return cls.from_dict(read_toml(path))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelZoo:
+        return cls(tiers=data.get("tiers"), default_tier=data.get("default_tier"))
+

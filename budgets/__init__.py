@@ -1,0 +1,49 @@
+"""budgets: token counting, pricing and budgets that never overspend.
+
+Usable without agentflow. Importing it is cheap: tiktoken, diskcache, redis and httpx are
+imported only when a counter or backend that needs them is built.
+"""
+
+from budgets._backends import (
+    DiskCacheBackend,
+    LedgerBackend,
+    MemoryBackend,
+    RedisBackend,
+)
+from budgets._budget import LIMIT_NAMES, Budget
+from budgets._errors import BudgetError, BudgetExceeded, ReservationError
+from budgets._ledger import (
+    Ledger,
+    Remaining,
+    Reservation,
+    Spend,
+    areserve_all,
+    reserve_all,
+)
+from budgets._pricing import GpuHourPricing, Pricing, TokenPricing
+from budgets._tokens import TokenCounter
+from budgets._values import Cost, Usage
+
+__all__ = [
+    "LIMIT_NAMES",
+    "Budget",
+    "BudgetError",
+    "BudgetExceeded",
+    "Cost",
+    "DiskCacheBackend",
+    "GpuHourPricing",
+    "Ledger",
+    "LedgerBackend",
+    "MemoryBackend",
+    "Pricing",
+    "RedisBackend",
+    "Remaining",
+    "Reservation",
+    "ReservationError",
+    "Spend",
+    "TokenCounter",
+    "TokenPricing",
+    "Usage",
+    "areserve_all",
+    "reserve_all",
+]

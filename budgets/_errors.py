@@ -1,0 +1,45 @@
+"""Errors of the budgets package.
+
+    BudgetError                 root; catch it to catch everything below
+    ├── BudgetExceeded          a budget refused a call (agentflow raises a subclass)
+    └── ReservationError        a reservation was settled or released twice, or given
+                                to a ledger that did not make it
+
+Invalid limits, prices or windows raise pydantic's ``ValidationError`` (a ``ValueError``)
+when the ``Budget`` or pricing is built.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BudgetError", "BudgetExceeded", "ReservationError"]
+
+
+class BudgetError(Exception):
+    """Root of the budgets package's errors."""
+
+
+class BudgetExceeded(BudgetError):
+    """A budget refused a call.
+
+    ``budget`` names the budget that said no (e.g. ``"run 'research'"``), ``limit`` the
+    limit (``"max_usd"``, ``"max_output_tokens"``, ...), ``asked`` what the call needed
+    and ``remaining`` what the budget had left.
+    """
+
+    def __init__(self, budget: str, limit: str, asked: object, remaining: object) -> None:
+        self.budget = budget
+        self.limit = limit
+        self.asked = asked
+        self.remaining = remaining
+        super().__init__(
+            f"{budget} refused the call: {limit} asked {asked}, {remaining} left. "
+            "Raise the limit, lower max_tokens, or pick a cheaper tier."
+        )
+
+
+class ReservationError(BudgetError, RuntimeError):
+    """A reservation was closed twice, or handed to a ledger that did not make it.
+
+    Each ``Reservation`` from ``Ledger.reserve`` must be closed exactly once, by the same
+    ledger: ``settle`` after the call, or ``release`` when it failed.
+    """

@@ -1,0 +1,336 @@
+"""Ledger: reserve the worst case before a call, settle the actual cost after it.
+
+Why reserve first: two concurrent calls that each check "is there money left?" and then
+spend would both pass the check and overspend together. The ledger instead holds the
+call's worst case (prompt tokens counted, ``max_tokens`` of output, the price of both) as
+*in flight* in one atomic step that also checks every limit; when the call returns, the
+actual amounts replace the hold (``settle``), or the hold is dropped when the call failed
+(``release``). Spent + in flight never exceeds a limit at admission time, however many
+threads, tasks, processes or machines share the ledger's backend.
+
+Dollars are counted in whole nano-dollars (1e-9 USD), rounded up, so the ledger can only
+over-count, by at most a nano-dollar per amount; this keeps every backend exact,
+including Redis' Lua scripts (whose numbers are doubles).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from budgets._backends._base import Amounts, LedgerBackend, Limits, Refusal, Totals
+from budgets._backends._memory import MemoryBackend
+from budgets._budget import LIMIT_NAMES, Budget
+from budgets._errors import BudgetExceeded, ReservationError
+from budgets._values import ZERO
+
+__all__ = ["Ledger", "Remaining", "Reservation", "Spend", "areserve_all", "reserve_all"]
+
+UsdLike = Decimal | int | float | str
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """Totals of a ledger: settled (``Ledger.spent``) or held (``Ledger.in_flight``)."""
+
+    usd: Decimal = ZERO
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Remaining:
+    """What each limit still allows (limit - settled - in flight, never below 0);
+    ``None`` where the budget sets no limit."""
+
+    usd: Decimal | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    calls: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A hold on a ledger. Close it exactly once: ``settle`` or ``release``.
+
+    ``key`` is where the hold lives in the backend (for a windowed budget, the window it
+    was made in, so a call that straddles midnight settles into the day it started).
+    """
+
+    id: str
+    ledger_key: str
+    key: str
+    usd: Decimal
+    input_tokens: int
+    output_tokens: int
+    calls: int
+
+
+def _usd(value: UsdLike, what: str) -> Decimal:
+    amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"{what} must be a finite amount of USD >= 0, got {value!r}")
+    return amount
+
+
+def _count(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be an int >= 0, got {value!r}")
+    return value
+
+
+def _nano(usd: Decimal, rounding: str = ROUND_CEILING) -> int:
+    return int(usd.scaleb(9).to_integral_value(rounding=rounding))
+
+
+def _from_nano(nano: int) -> Decimal:
+    return Decimal(nano).scaleb(-9)
+
+
+def _spend(amounts: Amounts) -> Spend:
+    return Spend(_from_nano(amounts[0]), amounts[1], amounts[2], amounts[3])
+
+
+class Ledger:
+    """Enforces one ``Budget`` over a backend key.
+
+    ``name`` says which budget refused in ``BudgetExceeded`` (e.g. ``"run 'research'"``).
+    ``backend=None`` gives an in-memory backend private to this ledger; pass a shared
+    backend and a ``key`` (e.g. ``"tenant:u1"``) to share the spend with every ledger on
+    that key, in this process or (diskcache, Redis) others. For a windowed budget the key
+    gets the window's index appended, so each window starts from zero.
+
+    ``clock`` (seconds since the epoch) decides the window; ``error`` is the
+    ``BudgetExceeded`` subclass raised on refusal (agentflow raises its own).
+    """
+
+    def __init__(
+        self,
+        budget: Budget,
+        name: str = "budget",
+        backend: LedgerBackend | None = None,
+        key: str | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        error: type[BudgetExceeded] = BudgetExceeded,
+    ) -> None:
+        self.budget = budget
+        self.name = name
+        self.backend = MemoryBackend() if backend is None else backend
+        self.key = uuid.uuid4().hex if key is None else key
+        self._clock = clock
+        self._error = error
+        usd = None if budget.max_usd is None else _nano(budget.max_usd, ROUND_FLOOR)
+        self._limits: Limits = (
+            usd,
+            budget.max_input_tokens,
+            budget.max_output_tokens,
+            budget.max_calls,
+        )
+        cap = self.backend.max_limit
+        for limit_name, limit in zip(LIMIT_NAMES, self._limits, strict=True):
+            if cap is not None and limit is not None and limit > cap:
+                raise ValueError(
+                    f"{limit_name} is too large for {type(self.backend).__name__} (at most "
+                    f"{cap} in its units); split the budget or use another backend"
+                )
+        self._window_us = None if budget.window is None else budget.window // _MICROSECOND
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.budget!r}, name={self.name!r}, key={self.key!r})"
+
+    def _where(self) -> tuple[str, float | None]:
+        """The backend key for now, and how long the backend should keep it."""
+        if self._window_us is None:
+            return self.key, None
+        now_us = int(self._clock() * 1_000_000)
+        index = now_us // self._window_us
+        # keep this window and the next: a hold made just before the boundary settles late
+        ttl_s = ((index + 2) * self._window_us - now_us) / 1_000_000
+        return f"{self.key}:window={self._window_us}us:{index}", ttl_s
+
+    def _hold(
+        self, usd: UsdLike, input_tokens: int, output_tokens: int, calls: int
+    ) -> tuple[Reservation, Amounts, float | None]:
+        amount = _usd(usd, "usd")
+        ask: Amounts = (
+            _nano(amount),
+            _count(input_tokens, "input_tokens"),
+            _count(output_tokens, "output_tokens"),
+            _count(calls, "calls"),
+        )
+        key, ttl_s = self._where()
+        res = Reservation(uuid.uuid4().hex, self.key, key, amount, *ask[1:])
+        return res, ask, ttl_s
+
+    def _refused(self, res: Reservation, refusal: Refusal) -> BudgetExceeded:
+        limit = self._limits[refusal.index]
+        assert limit is not None  # only a set limit can refuse
+        left = max(limit - refusal.used, 0)
+        asked: object = (res.usd, res.input_tokens, res.output_tokens, res.calls)[refusal.index]
+        remaining: object = _from_nano(left) if refusal.index == 0 else left
+        return self._error(self.name, LIMIT_NAMES[refusal.index], asked, remaining)
+
+    def _own(self, res: Reservation) -> None:
+        if res.ledger_key != self.key:
+            raise ReservationError(
+                f"reservation {res.id} belongs to ledger key {res.ledger_key!r}, not "
+                f"{self.key!r}; settle or release it with the ledger that reserved it"
+            )
+
+    def _closed(self, res: Reservation) -> ReservationError:
+        return ReservationError(
+            f"reservation {res.id} on {self.name} is already settled or released; close "
+            "each reservation exactly once (settle after the call, release if it failed)"
+        )
+
+    @staticmethod
+    def _actual(usd: UsdLike, input_tokens: int, output_tokens: int) -> tuple[int, int, int]:
+        return (
+            _nano(_usd(usd, "usd")),
+            _count(input_tokens, "input_tokens"),
+            _count(output_tokens, "output_tokens"),
+        )
+
+    def reserve(
+        self,
+        usd: UsdLike = ZERO,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        calls: int = 1,
+    ) -> Reservation:
+        """Hold the call's worst case, or raise ``BudgetExceeded`` naming the first
+        limit (``LIMIT_NAMES`` order) that refuses; nothing is held on refusal."""
+        res, ask, ttl_s = self._hold(usd, input_tokens, output_tokens, calls)
+        try:
+            refusal = self.backend.reserve(res.key, res.id, ask, self._limits, ttl_s)
+        except BaseException:
+            # e.g. a timeout after the backend applied it: never leave a hidden hold
+            with suppress(Exception):
+                self.backend.release(res.key, res.id)
+            raise
+        if refusal is not None:
+            raise self._refused(res, refusal)
+        return res
+
+    def settle(self, res: Reservation, usd: UsdLike, input_tokens: int, output_tokens: int) -> None:
+        """Replace the hold by what the call actually used (the engine is the truth: an
+        actual above the hold is recorded as is). The reserved calls count as spent."""
+        self._own(res)
+        if not self.backend.settle(res.key, res.id, self._actual(usd, input_tokens, output_tokens)):
+            raise self._closed(res)
+
+    def release(self, res: Reservation) -> None:
+        """Drop the hold of a call that failed: nothing of it counts, calls included."""
+        self._own(res)
+        if not self.backend.release(res.key, res.id):
+            raise self._closed(res)
+
+    async def areserve(
+        self,
+        usd: UsdLike = ZERO,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        calls: int = 1,
+    ) -> Reservation:
+        """``reserve`` for asyncio; a cancelled reserve leaves no hold behind."""
+        res, ask, ttl_s = self._hold(usd, input_tokens, output_tokens, calls)
+        try:
+            refusal = await self.backend.areserve(res.key, res.id, ask, self._limits, ttl_s)
+        except BaseException:
+            with suppress(Exception):
+                await self.backend.arelease(res.key, res.id)
+            raise
+        if refusal is not None:
+            raise self._refused(res, refusal)
+        return res
+
+    async def asettle(
+        self, res: Reservation, usd: UsdLike, input_tokens: int, output_tokens: int
+    ) -> None:
+        self._own(res)
+        actual = self._actual(usd, input_tokens, output_tokens)
+        if not await self.backend.asettle(res.key, res.id, actual):
+            raise self._closed(res)
+
+    async def arelease(self, res: Reservation) -> None:
+        self._own(res)
+        if not await self.backend.arelease(res.key, res.id):
+            raise self._closed(res)
+
+    def _totals(self) -> Totals:
+        return self.backend.totals(self._where()[0])
+
+    def spent(self) -> Spend:
+        """Settled totals (of the current window, for a windowed budget)."""
+        return _spend(self._totals().spent)
+
+    def in_flight(self) -> Spend:
+        """What open reservations hold right now."""
+        return _spend(self._totals().in_flight)
+
+    def remaining(self) -> Remaining:
+        """Per limit: limit - settled - in flight, floored at 0; None where unlimited."""
+        totals = self._totals()
+        left: list[int | None] = [
+            None if limit is None else max(limit - spent - held, 0)
+            for limit, spent, held in zip(self._limits, totals.spent, totals.in_flight, strict=True)
+        ]
+        usd = None if left[0] is None else _from_nano(left[0])
+        return Remaining(usd, left[1], left[2], left[3])
+
+
+def _rollback(pairs: Sequence[tuple[Ledger, Reservation]], error: BaseException) -> None:
+    for ledger, res in pairs:
+        try:
+            ledger.release(res)
+        except Exception as exc:
+            error.add_note(f"rolling back the hold on {ledger.name} failed too: {exc!r}")
+
+
+def reserve_all(
+    ledgers: Sequence[Ledger],
+    usd: UsdLike = ZERO,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    calls: int = 1,
+) -> list[Reservation]:
+    """Reserve the same amounts in every ledger (e.g. step, run and tenant), or in none:
+    when one refuses, the holds already made are released and the error re-raised."""
+    held: list[tuple[Ledger, Reservation]] = []
+    try:
+        for ledger in ledgers:
+            held.append((ledger, ledger.reserve(usd, input_tokens, output_tokens, calls)))
+    except BaseException as exc:
+        _rollback(held, exc)
+        raise
+    return [res for _, res in held]
+
+
+async def areserve_all(
+    ledgers: Sequence[Ledger],
+    usd: UsdLike = ZERO,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    calls: int = 1,
+) -> list[Reservation]:
+    """``reserve_all`` for asyncio: all or nothing."""
+    held: list[tuple[Ledger, Reservation]] = []
+    try:
+        for ledger in ledgers:
+            held.append((ledger, await ledger.areserve(usd, input_tokens, output_tokens, calls)))
+    except BaseException as exc:
+        for ledger, res in held:
+            try:
+                await ledger.arelease(res)
+            except Exception as rollback_exc:
+                exc.add_note(f"rolling back the hold on {ledger.name} failed too: {rollback_exc!r}")
+        raise
+    return [res for _, res in held]

@@ -1,0 +1,151 @@
+"""Every attribute name tracing emits, in one place.
+
+OpenInference names (what Arize Phoenix reads) come from ``openinference.semconv``;
+OpenTelemetry GenAI names come from ``opentelemetry.semconv`` when the installed version
+has them and are defined here once otherwise (older releases lack the newer names).
+agentflow's own names live under ``agentflow.*``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from openinference.semconv.resource import ResourceAttributes
+from openinference.semconv.trace import (
+    MessageAttributes,
+    MessageContentAttributes,
+    OpenInferenceMimeTypeValues,
+    OpenInferenceSpanKindValues,
+    SpanAttributes,
+    ToolCallAttributes,
+)
+
+__all__ = [
+    "AGENTFLOW_ATTEMPT",
+    "AGENTFLOW_BUDGET_MAX_CALLS",
+    "AGENTFLOW_BUDGET_MAX_INPUT_TOKENS",
+    "AGENTFLOW_BUDGET_MAX_OUTPUT_TOKENS",
+    "AGENTFLOW_BUDGET_MAX_USD",
+    "AGENTFLOW_CACHE_HIT",
+    "AGENTFLOW_CACHE_KIND",
+    "AGENTFLOW_CACHE_SIMILARITY",
+    "AGENTFLOW_CALLS",
+    "AGENTFLOW_CONFIDENCE",
+    "AGENTFLOW_COST_CACHED_INPUT_USD",
+    "AGENTFLOW_COST_INPUT_USD",
+    "AGENTFLOW_COST_OUTPUT_USD",
+    "AGENTFLOW_COST_SAVED_USD",
+    "AGENTFLOW_COST_TOTAL_USD",
+    "AGENTFLOW_ENDPOINT",
+    "AGENTFLOW_ESCALATION_LEVEL",
+    "AGENTFLOW_RUN_NAME",
+    "AGENTFLOW_STEP_KIND",
+    "AGENTFLOW_STEP_NAME",
+    "AGENTFLOW_TIER",
+    "AGENTFLOW_TOKENS_CACHED_PROMPT",
+    "AGENTFLOW_TOKENS_COMPLETION",
+    "AGENTFLOW_TOKENS_PROMPT",
+    "AGENTFLOW_TOKENS_TOTAL",
+    "AGENTFLOW_TTFT_S",
+    "ERROR_TYPE",
+    "GEN_AI_OPERATION_NAME",
+    "GEN_AI_PROVIDER_NAME",
+    "GEN_AI_REQUEST_MAX_TOKENS",
+    "GEN_AI_REQUEST_MODEL",
+    "GEN_AI_REQUEST_TEMPERATURE",
+    "GEN_AI_REQUEST_TOP_P",
+    "GEN_AI_RESPONSE_FINISH_REASONS",
+    "GEN_AI_RESPONSE_MODEL",
+    "GEN_AI_SYSTEM",
+    "GEN_AI_TOKEN_TYPE",
+    "GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS",
+    "GEN_AI_USAGE_INPUT_TOKENS",
+    "GEN_AI_USAGE_OUTPUT_TOKENS",
+    "OPENINFERENCE_PROJECT_NAME",
+    "REDACTED_VALUE",
+    "STEP_KIND_TO_SPAN_KIND",
+    "MessageAttributes",
+    "MessageContentAttributes",
+    "OpenInferenceMimeTypeValues",
+    "OpenInferenceSpanKindValues",
+    "SpanAttributes",
+    "ToolCallAttributes",
+]
+
+
+def _gen_ai(constant: str, fallback: str) -> str:
+    """The GenAI name from opentelemetry-semantic-conventions, or ``fallback`` if absent."""
+    try:
+        from opentelemetry.semconv._incubating.attributes import gen_ai_attributes
+    except ImportError:  # pragma: no cover - depends on the installed release
+        return fallback
+    value = getattr(gen_ai_attributes, constant, fallback)
+    return value if isinstance(value, str) else fallback
+
+
+# OpenTelemetry GenAI (https://opentelemetry.io/docs/specs/semconv/gen-ai/)
+GEN_AI_OPERATION_NAME: Final = _gen_ai("GEN_AI_OPERATION_NAME", "gen_ai.operation.name")
+GEN_AI_PROVIDER_NAME: Final = _gen_ai("GEN_AI_PROVIDER_NAME", "gen_ai.provider.name")
+GEN_AI_SYSTEM: Final = _gen_ai("GEN_AI_SYSTEM", "gen_ai.system")  # older name of the provider
+GEN_AI_REQUEST_MODEL: Final = _gen_ai("GEN_AI_REQUEST_MODEL", "gen_ai.request.model")
+GEN_AI_REQUEST_MAX_TOKENS: Final = _gen_ai("GEN_AI_REQUEST_MAX_TOKENS", "gen_ai.request.max_tokens")
+GEN_AI_REQUEST_TEMPERATURE: Final = _gen_ai(
+    "GEN_AI_REQUEST_TEMPERATURE", "gen_ai.request.temperature"
+)
+GEN_AI_REQUEST_TOP_P: Final = _gen_ai("GEN_AI_REQUEST_TOP_P", "gen_ai.request.top_p")
+GEN_AI_RESPONSE_MODEL: Final = _gen_ai("GEN_AI_RESPONSE_MODEL", "gen_ai.response.model")
+GEN_AI_RESPONSE_FINISH_REASONS: Final = _gen_ai(
+    "GEN_AI_RESPONSE_FINISH_REASONS", "gen_ai.response.finish_reasons"
+)
+GEN_AI_USAGE_INPUT_TOKENS: Final = _gen_ai("GEN_AI_USAGE_INPUT_TOKENS", "gen_ai.usage.input_tokens")
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = _gen_ai(
+    "GEN_AI_USAGE_OUTPUT_TOKENS", "gen_ai.usage.output_tokens"
+)
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = _gen_ai(
+    "GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS", "gen_ai.usage.cache_read.input_tokens"
+)
+GEN_AI_TOKEN_TYPE: Final = _gen_ai("GEN_AI_TOKEN_TYPE", "gen_ai.token.type")
+ERROR_TYPE: Final = "error.type"  # stable OTel name (opentelemetry.semconv.attributes.error)
+
+# OpenInference resource attribute Phoenix files spans under.
+OPENINFERENCE_PROJECT_NAME: Final = ResourceAttributes.PROJECT_NAME
+
+# What hidden content is replaced with (the value openinference instrumentations use).
+REDACTED_VALUE: Final = "__REDACTED__"
+
+# agentflow's own names.
+AGENTFLOW_RUN_NAME: Final = "agentflow.run.name"
+AGENTFLOW_STEP_NAME: Final = "agentflow.step.name"
+AGENTFLOW_STEP_KIND: Final = "agentflow.step.kind"
+AGENTFLOW_TIER: Final = "agentflow.tier"
+AGENTFLOW_ENDPOINT: Final = "agentflow.endpoint"
+AGENTFLOW_ATTEMPT: Final = "agentflow.attempt"
+AGENTFLOW_ESCALATION_LEVEL: Final = "agentflow.escalation.level"
+AGENTFLOW_CONFIDENCE: Final = "agentflow.confidence"
+AGENTFLOW_TTFT_S: Final = "agentflow.ttft_s"
+AGENTFLOW_CACHE_HIT: Final = "agentflow.cache.hit"
+AGENTFLOW_CACHE_KIND: Final = "agentflow.cache.kind"
+AGENTFLOW_CACHE_SIMILARITY: Final = "agentflow.cache.similarity"
+AGENTFLOW_COST_SAVED_USD: Final = "agentflow.cost.saved_usd"
+AGENTFLOW_COST_INPUT_USD: Final = "agentflow.cost.input_usd"
+AGENTFLOW_COST_CACHED_INPUT_USD: Final = "agentflow.cost.cached_input_usd"
+AGENTFLOW_COST_OUTPUT_USD: Final = "agentflow.cost.output_usd"
+AGENTFLOW_COST_TOTAL_USD: Final = "agentflow.cost.total_usd"
+AGENTFLOW_TOKENS_PROMPT: Final = "agentflow.tokens.prompt"
+AGENTFLOW_TOKENS_CACHED_PROMPT: Final = "agentflow.tokens.cached_prompt"
+AGENTFLOW_TOKENS_COMPLETION: Final = "agentflow.tokens.completion"
+AGENTFLOW_TOKENS_TOTAL: Final = "agentflow.tokens.total"
+AGENTFLOW_CALLS: Final = "agentflow.calls"
+AGENTFLOW_BUDGET_MAX_USD: Final = "agentflow.budget.max_usd"
+AGENTFLOW_BUDGET_MAX_INPUT_TOKENS: Final = "agentflow.budget.max_input_tokens"
+AGENTFLOW_BUDGET_MAX_OUTPUT_TOKENS: Final = "agentflow.budget.max_output_tokens"
+AGENTFLOW_BUDGET_MAX_CALLS: Final = "agentflow.budget.max_calls"
+
+# Which OpenInference span kind each agentflow step kind is shown as.
+STEP_KIND_TO_SPAN_KIND: Final[dict[str, OpenInferenceSpanKindValues]] = {
+    "planning": OpenInferenceSpanKindValues.CHAIN,
+    "retrieval": OpenInferenceSpanKindValues.RETRIEVER,
+    "tool": OpenInferenceSpanKindValues.TOOL,
+    "verification": OpenInferenceSpanKindValues.EVALUATOR,
+    "generic": OpenInferenceSpanKindValues.CHAIN,
+}

@@ -1,0 +1,142 @@
+"""Keep secrets off spans, events and log lines.
+
+``redact(text)`` replaces anything that looks like an API key or credential with
+``[REDACTED]``: provider keys (``sk-…``, ``sk-ant-…``, ``hf_…``, ``ghp_…``, ``AKIA…``,
+``AIza…``, JWTs), ``Bearer``/``Basic`` credentials, ``Authorization`` headers and the value
+of any ``api_key=``/``"api_key": …``/``password=``/``token=``-style pair, in plain text,
+JSON, Python reprs and URLs alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+__all__ = [
+    "REDACTION",
+    "SECRET_KEYS",
+    "RedactingFilter",
+    "is_secret_key",
+    "redact",
+    "redact_mapping",
+]
+
+REDACTION: Final = "[REDACTED]"
+
+# Names whose values are credentials wherever they appear (mapping keys, headers, kwargs).
+SECRET_KEYS: Final = frozenset(
+    {
+        "api_key",
+        "api-key",
+        "apikey",
+        "x-api-key",
+        "api_token",
+        "access_token",
+        "auth_token",
+        "authorization",
+        "proxy-authorization",
+        "client_secret",
+        "password",
+        "secret",
+        "token",
+        "aws_secret_access_key",
+        "aws_session_token",
+    }
+)
+
+_KEY_NAME = (
+    r"(?:[A-Za-z0-9_\-]*(?:api[_\-]?key|api[_\-]?token|access[_\-]?token|auth[_\-]?token"
+    r"|client[_\-]?secret|secret[_\-]?key|secret[_\-]?access[_\-]?key|session[_\-]?token"
+    r"|password|passwd)"
+    r"|(?<![\w\-])(?:proxy-)?authorization|(?<![\w\-])token|(?<![\w\-])secret)"
+)
+
+# key = value / "key": "value" / 'key': 'value' / Key: Bearer value
+_PAIR = re.compile(
+    r"(?P<key>[\"']?" + _KEY_NAME + r"[\"']?\s*[:=]\s*)"
+    r"(?P<quote>[\"']?)"
+    r"(?P<value>(?:(?:Bearer|Basic|Token|Digest)\s+)?[^\s\"',;&}\]\)]+)",
+    re.IGNORECASE,
+)
+
+_TOKEN_PATTERNS: Final = (
+    # Authorization schemes standing alone ("Bearer abc…").
+    re.compile(r"\b(?:Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{3,}", re.IGNORECASE),
+    # OpenAI / Anthropic / DeepSeek style keys: sk-…, sk-proj-…, sk-ant-…
+    re.compile(r"\bsk-[A-Za-z0-9_\-*]{6,}"),
+    # Stripe style: sk_live_…, rk_test_…
+    re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{6,}"),
+    # Hugging Face, Groq, Replicate, GitHub, Slack, Google, AWS access key ids.
+    re.compile(r"\bhf_[A-Za-z0-9]{10,}"),
+    re.compile(r"\bgsk_[A-Za-z0-9]{10,}"),
+    re.compile(r"\br8_[A-Za-z0-9]{10,}"),
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),
+    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
+    re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),
+    re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    # JSON Web Tokens.
+    re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+    # Credentials in URLs: scheme://user:password@host
+    re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
+)
+
+
+def _replace_pair(match: re.Match[str]) -> str:
+    return f"{match.group('key')}{match.group('quote')}{REDACTION}"
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential-looking substring replaced by ``[REDACTED]``.
+
+    Cheap on text without secrets (a few regex scans); safe to call on anything that goes
+    on a span, an event or a log line.
+    """
+    if not text:
+        return text
+    out = _PAIR.sub(_replace_pair, text)
+    for pattern in _TOKEN_PATTERNS:
+        out = pattern.sub(REDACTION, out)
+    return out
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a mapping key or header name holds a credential (``api_key``, ...)."""
+    lowered = name.lower()
+    if lowered in SECRET_KEYS:
+        return True
+    return bool(re.fullmatch(_KEY_NAME, lowered, flags=re.IGNORECASE))
+
+
+def redact_mapping(value: Any) -> Any:
+    """A JSON-able copy of ``value`` with secret keys dropped and strings redacted."""
+    if isinstance(value, Mapping):
+        return {str(k): redact_mapping(v) for k, v in value.items() if not is_secret_key(str(k))}
+    if isinstance(value, list | tuple):
+        return [redact_mapping(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts credentials from every record it sees.
+
+    Attach it to a handler (``handler.addFilter(tracing.RedactingFilter())``) so that
+    records from every logger, including litellm's and httpx's, are scrubbed.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Format the traceback now, redacted, so handlers print the clean text.
+            formatted = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact(formatted)
+            record.exc_info = None
+        return True
