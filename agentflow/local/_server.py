@@ -208,6 +208,9 @@ class LlamaServer:
         ]
         if self.embeddings:
             cmd.append("--embeddings")
+            if "--pooling" not in self.extra_args:
+                # Chat models have no pooling of their own; /v1/embeddings needs one.
+                cmd.extend(["--pooling", "mean"])
         cmd.extend(self.extra_args)
         return cmd
 

@@ -1,0 +1,49 @@
+"""The ``agentflow`` command.
+
+    agentflow serve-local --replicas 2      start local llama-server replicas
+    agentflow serve-local --install-only    build/install llama-server and the models
+    agentflow version
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _version(_: argparse.Namespace) -> int:
+    from agentflow._version import VERSION
+
+    print(f"agentflow {VERSION}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentflow", description="Cheap agentic workflows with visible costs."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from agentflow.local import add_cli_parser
+
+    add_cli_parser(sub)
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    result = func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

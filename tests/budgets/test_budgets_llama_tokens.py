@@ -1,0 +1,39 @@
+"""The engine's own tokenizer against a real llama-server: exact prompt counts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from measure_token_error import PROMPTS
+
+from budgets import TokenCounter
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def api_base() -> Iterator[str]:
+    from agentflow.local import serve_local  # the test's server; budgets never imports it
+
+    with serve_local("smollm2", replicas=1, threads=1, parallel=1) as servers:
+        yield servers[0].base_url
+
+
+@pytest.mark.parametrize("label", ["short question", "multi-turn", "japanese", "csv numbers"])
+def test_for_endpoint_predicts_prompt_tokens_exactly(api_base: str, label: str) -> None:
+    messages = PROMPTS[label]
+    counter = TokenCounter.for_endpoint(api_base, "openai/smollm2-135m")
+    predicted = counter.count_messages(messages)
+    assert counter.method == "remote:/tokenize"
+
+    reply = httpx.post(
+        f"{api_base}/chat/completions",
+        json={"messages": messages, "max_tokens": 1, "temperature": 0},
+        timeout=120,
+    )
+    reply.raise_for_status()
+    assert predicted == reply.json()["usage"]["prompt_tokens"]
+    # the text-only count asks /tokenize directly (no template, no BOS)
+    assert counter.count_text("hello world") == 2
