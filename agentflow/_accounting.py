@@ -10,11 +10,11 @@ from openinference.semconv.trace import SpanAttributes
 from opentelemetry import trace
 
 import tracing
-from tracing import attributes as A
 from agentflow._completion import Attempt
 from agentflow._context import StepFrame
 from agentflow._zoo import Endpoint
 from budgets import Cost, Usage
+from tracing import attributes as A
 
 __all__ = ["end_attempt_span", "normalise_usage", "price", "record_attempt", "start_attempt_span"]
 
@@ -181,4 +181,3 @@ def record_attempt(attempt: Attempt, frame: StepFrame | None) -> None:
         run = current_run.get()
     if run is not None:
         run._record(attempt, frame)
-

@@ -91,9 +91,7 @@ def _embed_success(slot: Slot) -> Embedding:
     slot.gate.settle(slot.reservations, usage, cost)
     attempt = slot.attempt(usage, cost, False)
     slot.record(attempt)
-    end_attempt_span(
-        slot.span, attempt, slot.endpoint, params=slot.params, operation="embeddings"
-    )
+    end_attempt_span(slot.span, attempt, slot.endpoint, params=slot.params, operation="embeddings")
     data = getattr(response, "data", None) or []
     vectors = [list(d["embedding"] if isinstance(d, dict) else d.embedding) for d in data]
     return Embedding(

@@ -106,8 +106,10 @@ class BudgetGate:
                 rem = binding.remaining()
                 left = rem.usd if limit == "max_usd" else rem.output_tokens
                 raise BudgetExceededError(
-                    binding.name, limit, f"at least 1 output token after a {prompt}-token prompt "
-                    f"on tier {tier!r}", left,
+                    binding.name,
+                    limit,
+                    f"at least 1 output token after a {prompt}-token prompt on tier {tier!r}",
+                    left,
                 )
             key = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
             params[key] = cap

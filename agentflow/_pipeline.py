@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 
 import tracing
-
 from agentflow._accounting import (
     end_attempt_span,
     normalise_usage,
@@ -28,7 +27,7 @@ from agentflow._accounting import (
 from agentflow._budgeting import BudgetGate, Reservations
 from agentflow._completion import Attempt, Completion
 from agentflow._config import get_config, get_zoo
-from agentflow._context import StepFrame, current_run, current_step
+from agentflow._context import StepFrame, current_step
 from agentflow._errors import CallError, ConfigError
 from agentflow._litellm import classify, retry_after, status_code
 from agentflow._policy import Escalate, RetryPolicy
@@ -153,7 +152,7 @@ def plan_completion(ctx: Context) -> Generator[Instruction, Any, Completion]:
     for level, tier_name in enumerate(ladder):
         if level > 0 and not gate.can_afford_tier(tier_name):
             break  # escalation never spends past the budget: keep the best answer so far
-        completion = yield from answer_at_tier(ctx, gate, tier_name, level)
+        completion = yield from answer_at_tier(ctx, gate, tier_name, level, chat_success)
         if ctx.escalate is None:
             return _finish(ctx, completion, None)
         confidence = yield Score(ctx.escalate, completion)
@@ -189,7 +188,7 @@ def _backoff(policy: RetryPolicy, retries: int, err: BaseException) -> float:
     if asked is not None:
         return min(asked, policy.max_retry_after)
     ceiling = min(policy.max_backoff, policy.initial_backoff * (2**retries))
-    return random.uniform(0, ceiling)  # noqa: S311  # jitter, not cryptography
+    return random.uniform(0, ceiling)  # jitter, not cryptography
 
 
 @dataclass(slots=True)
@@ -265,13 +264,15 @@ def answer_at_tier(
     gate: BudgetGate,
     tier_name: str,
     level: int,
-    on_success: Callable[[Slot], T] = chat_success,  # type: ignore[assignment]
+    on_success: Callable[[Slot], T],
 ) -> Generator[Instruction, Any, T]:
     """Try the tier's replicas, then its fallbacks, retrying transient errors."""
     deadline = time.monotonic() + ctx.retry.max_time
     errors: list[str] = []
     last_error: BaseException | None = None
-    for tier, endpoint in candidates(ctx.zoo, tier_name, ctx.messages, ctx.params, ctx.prefix_cache):
+    for tier, endpoint in candidates(
+        ctx.zoo, tier_name, ctx.messages, ctx.params, ctx.prefix_cache
+    ):
         retries = 0
         while True:
             number = len(ctx.attempts) + 1
@@ -279,8 +280,9 @@ def answer_at_tier(
             span = start_attempt_span(endpoint, tier.name, number, level, ctx.operation)
             with trace.use_span(span, end_on_exit=False):
                 outcome: Outcome = yield Call(endpoint, params)
-            slot = Slot(ctx, gate, tier.name, endpoint, params, reservations, span, number, level,
-                        outcome)
+            slot = Slot(
+                ctx, gate, tier.name, endpoint, params, reservations, span, number, level, outcome
+            )
             if outcome.error is None:
                 return on_success(slot)
             err = outcome.error
@@ -326,6 +328,11 @@ def record_failure(slot: Slot, err: BaseException, usage: Usage | None = None) -
     )
     slot.record(attempt)
     end_attempt_span(
-        slot.span, attempt, slot.endpoint, params=slot.params, messages=slot.ctx.messages,
-        error=err, operation=slot.ctx.operation,
+        slot.span,
+        attempt,
+        slot.endpoint,
+        params=slot.params,
+        messages=slot.ctx.messages,
+        error=err,
+        operation=slot.ctx.operation,
     )

@@ -69,7 +69,7 @@ class CachePolicy:
             raise ConfigError(f"cache scope {self.scope!r} is unknown; use user, session or global")
 
 
-def coerce_cache(cache: str | CachePolicy | None | bool) -> CachePolicy | None:
+def coerce_cache(cache: str | CachePolicy | bool | None) -> CachePolicy | None:
     if cache is None or cache is False:
         return None
     if isinstance(cache, CachePolicy):

@@ -23,7 +23,10 @@ def _cached_share(t: Totals) -> str:
 
 
 def _row(cells: list[str], widths: list[int]) -> str:
-    return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+    return "  ".join(
+        c.ljust(w) if i < 3 else c.rjust(w)
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
 
 
 def render_report(run: Run) -> str:
@@ -35,7 +38,7 @@ def render_report(run: Run) -> str:
     if run.ledger is not None and run.budget is not None:
         spent = run.ledger.spent()
         b = run.budget
-        limits = [
+        limits: list[tuple[str, Decimal | int | None, Decimal | int]] = [
             ("max_usd", b.max_usd, spent.usd),
             ("max_input_tokens", b.max_input_tokens, spent.input_tokens),
             ("max_output_tokens", b.max_output_tokens, spent.output_tokens),

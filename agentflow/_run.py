@@ -132,7 +132,8 @@ class Run:
                 user_id=self.user_id,
                 metadata=self.metadata or None,
                 tags=self.tags or None,
-                max_usd=None if self.budget is None or self.budget.max_usd is None
+                max_usd=None
+                if self.budget is None or self.budget.max_usd is None
                 else float(self.budget.max_usd),
             ),
         )

@@ -65,21 +65,19 @@ class StepPolicy:
         for name in (self.tier, self.escalate.up_to if self.escalate else None):
             if name is not None and name not in zoo.names:
                 raise UnknownTierError(name, zoo.names, where=where)
-        if self.escalate and self.escalate.up_to and self.tier:
-            if zoo.index(self.escalate.up_to) < zoo.index(self.tier):
-                raise ConfigError(
-                    f"{where}: escalate up_to={self.escalate.up_to!r} is below the step's tier "
-                    f"{self.tier!r}; the zoo's order is {list(zoo.names)}"
-                )
+        up_to = self.escalate.up_to if self.escalate else None
+        if up_to and self.tier and zoo.index(up_to) < zoo.index(self.tier):
+            raise ConfigError(
+                f"{where}: escalate up_to={up_to!r} is below the step's tier "
+                f"{self.tier!r}; the zoo's order is {list(zoo.names)}"
+            )
 
 
 def _enter(policy: StepPolicy) -> tuple[StepFrame, Token[StepFrame | None], object]:
     parent = current_step.get()
     run = parent.run if parent is not None else current_run.get()
     span = _tracer.start_span(policy.name, attributes=policy.attributes)
-    ledger = (
-        Ledger(policy.budget, name=f"step {policy.name!r} budget") if policy.budget else None
-    )
+    ledger = Ledger(policy.budget, name=f"step {policy.name!r} budget") if policy.budget else None
     frame = StepFrame(policy, parent, run, span, ledger)
     if run is not None:
         run._step_entered(policy.name, policy.kind)
@@ -306,7 +304,7 @@ def step(
     escalate: Escalate | None = None,
     prefix_cache: bool = True,
     on_budget: str = "raise",
-) -> Callable[P, R] | Decorator[P, R]:
+) -> Any:  # the overloads above give the precise types
     """Decorate an agent step: ``@af.step(kind="tool", tier="specialist", budget=...)``.
 
     ``af.complete`` inside the step follows this policy. A tier the zoo does not have
@@ -357,16 +355,13 @@ class _Preset:
         prefix_cache: bool = True,
         on_budget: str = "raise",
     ) -> Decorator[P, R]: ...
-    def __call__(
-        self, func: Callable[P, R] | None = None, /, **options: Any
-    ) -> Callable[P, R] | Decorator[P, R]:
+    def __call__(self, func: Callable[P, R] | None = None, /, **options: Any) -> Any:
         if "kind" in options:
             raise ConfigError(
                 f"this decorator sets kind={self.kind!r}; use @af.step(kind=...) instead"
             )
-        if func is not None:
-            return step(kind=self.kind, **options)(func)
-        return step(kind=self.kind, **options)
+        decorator: Callable[[Callable[P, R]], Callable[P, R]] = step(kind=self.kind, **options)
+        return decorator if func is None else decorator(func)
 
     def __repr__(self) -> str:
         return f"<agentflow step decorator kind={self.kind!r}>"

@@ -7,6 +7,7 @@ still settles: the prompt as counted and the completion tokens received so far.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -170,10 +171,8 @@ class CompletionStream:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # nothing can be raised from a finaliser
             self._state.finish()
-        except Exception:  # noqa: S110  # nothing can be raised from a finaliser
-            pass
 
 
 class AsyncCompletionStream:
@@ -220,7 +219,5 @@ class AsyncCompletionStream:
         await self.aclose()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # nothing can be raised from a finaliser
             self._state.finish()
-        except Exception:  # noqa: S110  # nothing can be raised from a finaliser
-            pass

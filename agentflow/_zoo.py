@@ -197,7 +197,9 @@ class ModelZoo(_Model):
     tiers: list[Tier]
     default_tier: str | None = None
 
-    def __init__(self, tiers: Sequence[Tier | Mapping[str, Any]] | None = None, **data: Any) -> None:
+    def __init__(
+        self, tiers: Sequence[Tier | Mapping[str, Any]] | None = None, **data: Any
+    ) -> None:
         if tiers is not None:
             data["tiers"] = [t if isinstance(t, Tier) else Tier(**dict(t)) for t in tiers]
         if not data.get("tiers"):
@@ -228,9 +230,7 @@ class ModelZoo(_Model):
         return tuple(t.name for t in self.tiers)
 
     def tier(self, name: str) -> Tier:
-        by_name: dict[str, Tier] = self.__dict__.get("_by_name") or {
-            t.name: t for t in self.tiers
-        }
+        by_name: dict[str, Tier] = self.__dict__.get("_by_name") or {t.name: t for t in self.tiers}
         try:
             return by_name[name]
         except KeyError:
@@ -271,4 +271,3 @@ class ModelZoo(_Model):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelZoo:
         return cls(tiers=data.get("tiers"), default_tier=data.get("default_tier"))
-

@@ -1,8 +1,8 @@
 """The ``agentflow`` command.
 
-    agentflow serve-local --replicas 2      start local llama-server replicas
-    agentflow serve-local --install-only    build/install llama-server and the models
-    agentflow version
+agentflow serve-local --replicas 2      start local llama-server replicas
+agentflow serve-local --install-only    build/install llama-server and the models
+agentflow version
 """
 
 from __future__ import annotations

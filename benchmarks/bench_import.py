@@ -14,17 +14,17 @@ import statistics
 import subprocess
 import sys
 
-SNIPPET = (
-    "import time; t = time.perf_counter(); import {module}; "
-    "print(time.perf_counter() - t)"
-)
+SNIPPET = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 
 
 def time_import(module: str) -> float:
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
     out = subprocess.run(
         [sys.executable, "-c", SNIPPET.format(module=module)],
-        capture_output=True, text=True, check=True, env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     return float(out.stdout.strip().splitlines()[-1])
 

@@ -59,8 +59,12 @@ def main() -> None:
     args = parser.parse_args()
     per_call(bare, 2000)
     per_call(step, 2000)
-    rows: dict[str, list[float]] = {"plain function": [], "bare span": [], "af.step": [],
-                                    "af.step in af.run": []}
+    rows: dict[str, list[float]] = {
+        "plain function": [],
+        "bare span": [],
+        "af.step": [],
+        "af.step in af.run": [],
+    }
     for _ in range(args.rounds):
         rows["plain function"].append(per_call(work, args.calls))
         rows["bare span"].append(per_call(bare, args.calls))
@@ -70,10 +74,10 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in rows.items()}
     for name, value in med.items():
         print(f"{name:<20} {value * 1e6:8.2f} µs per call")
-    print(f"ratio af.step / bare span:          {med['af.step'] / med['bare span']:.2f}x "
-          "(goal <= 2x)")
-    print(f"ratio af.step in run / bare span:   "
-          f"{med['af.step in af.run'] / med['bare span']:.2f}x")
+    print(
+        f"ratio af.step / bare span:          {med['af.step'] / med['bare span']:.2f}x (goal <= 2x)"
+    )
+    print(f"ratio af.step in run / bare span:   {med['af.step in af.run'] / med['bare span']:.2f}x")
     provider.shutdown()
 
 

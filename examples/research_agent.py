@@ -1,7 +1,8 @@
 """A small research agent against real local llama-server replicas.
 
     python examples/research_agent.py            # starts two SmolLM2 replicas itself
-    python examples/research_agent.py --api-base http://127.0.0.1:8081/v1 --model openai/smollm2-135m
+    python examples/research_agent.py --api-base http://127.0.0.1:8081/v1 \
+        --model openai/smollm2-135m
 
 Four decorated steps — plan, retrieve (over the documents in examples/docs/), a tool call
 and a verification — share one long system prompt, so the engine's prefix cache serves it
@@ -39,8 +40,7 @@ SYSTEM = (
     "never invent numbers: when a figure is needed you use the figures given to you. "
     "Cost matters to this team: inference, not training, is most of their bill, and every "
     "agent request becomes many model calls. Keep answers under three sentences.\n\n"
-    "Background the team shares:\n"
-    + "\n".join(p.read_text() for p in sorted(DOCS.glob("*.md")))
+    "Background the team shares:\n" + "\n".join(p.read_text() for p in sorted(DOCS.glob("*.md")))
 )
 
 
@@ -51,8 +51,9 @@ def ask(user: str, **params: Any) -> af.Completion:
 
 @af.plan(tier="specialist", budget=Budget(max_output_tokens=96))
 def make_plan(question: str) -> str:
-    return ask(f"List two short search queries that would help answer: {question}",
-               max_tokens=48).text
+    return ask(
+        f"List two short search queries that would help answer: {question}", max_tokens=48
+    ).text
 
 
 def _score(query: str, text: str) -> float:
@@ -65,8 +66,9 @@ def _score(query: str, text: str) -> float:
 def retrieve(question: str, plan: str) -> str:
     docs = {p.stem: p.read_text() for p in sorted(DOCS.glob("*.md"))}
     best = max(docs, key=lambda name: _score(question + " " + plan, docs[name]))
-    summary = ask(f"Summarise in one sentence what the note '{best}' says about: {question}",
-                  max_tokens=48).text
+    summary = ask(
+        f"Summarise in one sentence what the note '{best}' says about: {question}", max_tokens=48
+    ).text
     return f"[{best}] {summary}"
 
 
@@ -75,21 +77,23 @@ def gpu_cost_per_mtok(usd_per_gpu_hour: float, tokens_per_s: float) -> float:
     return usd_per_gpu_hour / (tokens_per_s * 3600) * 1_000_000
 
 
-TOOLS = [{
-    "type": "function",
-    "function": {
-        "name": "gpu_cost_per_mtok",
-        "description": "Dollars per million output tokens for a GPU billed by the hour.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "usd_per_gpu_hour": {"type": "number"},
-                "tokens_per_s": {"type": "number"},
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "gpu_cost_per_mtok",
+            "description": "Dollars per million output tokens for a GPU billed by the hour.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "usd_per_gpu_hour": {"type": "number"},
+                    "tokens_per_s": {"type": "number"},
+                },
+                "required": ["usd_per_gpu_hour", "tokens_per_s"],
             },
-            "required": ["usd_per_gpu_hour", "tokens_per_s"],
         },
-    },
-}]
+    }
+]
 
 
 @af.tool(tier="specialist")
@@ -97,7 +101,8 @@ def price_tool(usd_per_gpu_hour: float, tokens_per_s: float) -> str:
     c = ask(
         f"Call gpu_cost_per_mtok for a GPU at ${usd_per_gpu_hour}/hour that generates "
         f"{tokens_per_s} tokens per second.",
-        tools=TOOLS, max_tokens=64,
+        tools=TOOLS,
+        max_tokens=64,
     )
     args = {"usd_per_gpu_hour": usd_per_gpu_hour, "tokens_per_s": tokens_per_s}
     how = "the model did not call the tool; agentflow called it with the given figures"
@@ -113,16 +118,21 @@ def price_tool(usd_per_gpu_hour: float, tokens_per_s: float) -> str:
 
 @af.verify(tier="specialist")
 def verify(question: str, answer: str) -> float:
-    c = ask(f"Question: {question}\nAnswer: {answer}\nIs the answer relevant? Reply yes or no.",
-            max_tokens=1, logprobs=True)
+    c = ask(
+        f"Question: {question}\nAnswer: {answer}\nIs the answer relevant? Reply yes or no.",
+        max_tokens=1,
+        logprobs=True,
+    )
     lps = c.logprobs or []
     return math.exp(lps[0]) if lps else 0.0
 
 
 @af.step(kind="generic", tier="specialist")
 def answer(question: str, context: str, tool_result: str) -> str:
-    return ask(f"Using this note: {context}\nand this figure: {tool_result}\n"
-               f"Answer: {question}", max_tokens=80).text
+    return ask(
+        f"Using this note: {context}\nand this figure: {tool_result}\nAnswer: {question}",
+        max_tokens=80,
+    ).text
 
 
 def _row(step: str, run: af.Run) -> str:
@@ -135,8 +145,10 @@ def _row(step: str, run: af.Run) -> str:
     tiers = ",".join(sorted({a.tier for a in attempts}))
     endpoints = ",".join(sorted({a.endpoint.rsplit(":", 1)[-1] for a in attempts}))
     share = f"{100 * cached / prompt:.0f}%" if prompt else "-"
-    return (f"{step:<11} {tiers:<11} :{endpoints:<11} {prompt:>6} {share:>6} {completion:>5} "
-            f"{latency:>7.2f}s  ${cost:.8f}")
+    return (
+        f"{step:<11} {tiers:<11} :{endpoints:<11} {prompt:>6} {share:>6} {completion:>5} "
+        f"{latency:>7.2f}s  ${cost:.8f}"
+    )
 
 
 def main() -> int:
@@ -160,9 +172,19 @@ def main() -> int:
             servers = stack.enter_context(serve_local("smollm2", replicas=args.replicas))
             bases, model = [s.base_url for s in servers], "openai/" + servers[0].alias
             print(f"ready in {time.perf_counter() - t0:.1f}s: {', '.join(bases)}")
-        af.configure(zoo=af.ModelZoo(tiers=[af.Tier("specialist", endpoints=[
-            af.Endpoint(model=model, api_base=b, pricing=PRICING, timeout=120) for b in bases
-        ])]))
+        af.configure(
+            zoo=af.ModelZoo(
+                tiers=[
+                    af.Tier(
+                        "specialist",
+                        endpoints=[
+                            af.Endpoint(model=model, api_base=b, pricing=PRICING, timeout=120)
+                            for b in bases
+                        ],
+                    )
+                ]
+            )
+        )
 
         question = args.question
         with af.run("research", budget=Budget(max_usd=0.01), user_id="demo") as run:
@@ -174,15 +196,19 @@ def main() -> int:
 
     print(f"\nquestion:   {question}\nplan:       {plan.strip()}\nretrieved:  {context.strip()}")
     print(f"tool:       {figure}\nanswer:     {final.strip()}\nconfidence: {confidence:.2f}\n")
-    print(f"{'step':<11} {'tier':<11} {'endpoint':<12} {'prompt':>6} {'cached':>6} "
-          f"{'out':>5} {'latency':>8}  cost")
+    print(
+        f"{'step':<11} {'tier':<11} {'endpoint':<12} {'prompt':>6} {'cached':>6} "
+        f"{'out':>5} {'latency':>8}  cost"
+    )
     for step in run.steps:
         print(_row(step, run))
     t = run.totals
     share = 100 * t.usage.cached_prompt_tokens / max(1, t.usage.prompt_tokens)
-    print(f"\nrun totals: {t.calls} calls, {t.usage.prompt_tokens} prompt tokens "
-          f"({share:.0f}% cached), {t.usage.completion_tokens} completion tokens, "
-          f"{t.latency_s:.2f}s in model calls, ${t.cost.total_usd:.8f}")
+    print(
+        f"\nrun totals: {t.calls} calls, {t.usage.prompt_tokens} prompt tokens "
+        f"({share:.0f}% cached), {t.usage.completion_tokens} completion tokens, "
+        f"{t.latency_s:.2f}s in model calls, ${t.cost.total_usd:.8f}"
+    )
     print("\n" + run.report())
     providers.shutdown()
     print(f"\nspans written to {args.jsonl}")

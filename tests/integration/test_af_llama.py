@@ -26,10 +26,17 @@ LONG_SYSTEM = "You are a terse assistant for cost engineering. " + " ".join(
 @pytest.fixture
 def zoo(llama_servers: list[LlamaServer]) -> Iterator[af.ModelZoo]:
     model = "openai/" + llama_servers[0].alias
-    zoo = af.ModelZoo(tiers=[af.Tier("specialist", endpoints=[
-        af.Endpoint(model=model, api_base=s.base_url, pricing=PRICING, timeout=120)
-        for s in llama_servers
-    ])])
+    zoo = af.ModelZoo(
+        tiers=[
+            af.Tier(
+                "specialist",
+                endpoints=[
+                    af.Endpoint(model=model, api_base=s.base_url, pricing=PRICING, timeout=120)
+                    for s in llama_servers
+                ],
+            )
+        ]
+    )
     af.configure(zoo=zoo)
     yield zoo
     reset()
@@ -40,15 +47,16 @@ def _messages(question: str) -> list[dict[str, str]]:
 
 
 def test_chat_logprobs_usage_and_gpu_hour_cost(zoo: af.ModelZoo) -> None:
-    c = af.complete(_messages("What is a GPU-hour?"), max_tokens=12, logprobs=True,
-                    temperature=0.0)
+    c = af.complete(_messages("What is a GPU-hour?"), max_tokens=12, logprobs=True, temperature=0.0)
     assert c.text.strip()
-    assert c.logprobs and all(lp <= 0.0 for lp in c.logprobs)
+    assert c.logprobs
+    assert all(lp <= 0.0 for lp in c.logprobs)
     assert c.usage.prompt_tokens > 300  # the long system prompt, counted by the engine
     assert 0 < c.usage.completion_tokens <= 12
     assert c.cost == PRICING.cost(c.usage)
     assert c.cost.total_usd > Decimal(0)
-    assert len(c.attempts) == 1 and c.attempts[0].ok
+    assert len(c.attempts) == 1
+    assert c.attempts[0].ok
 
 
 def test_same_prefix_lands_on_one_replica_and_hits_its_cache(zoo: af.ModelZoo) -> None:
@@ -69,7 +77,8 @@ def test_stream_settles_with_engine_usage(zoo: af.ModelZoo) -> None:
     chunks = list(stream)
     assert chunks
     c = stream.completion
-    assert c is not None and c.text == stream.text
+    assert c is not None
+    assert c.text == stream.text
     assert c.attempts[-1].cached_tokens_reported  # usage came from the engine's final chunk
     assert c.usage.completion_tokens > 0
     assert c.attempts[-1].ttft_s is not None
@@ -89,7 +98,9 @@ def test_decorated_steps_account_to_run(zoo: af.ModelZoo) -> None:
     with af.run("steps") as run:
         plan("Plan a cheap agent.")
         asyncio.run(check("Is it cheap?"))
-    assert set(run.steps) == {"test_decorated_steps_account_to_run.<locals>.plan",
-                              "test_decorated_steps_account_to_run.<locals>.check"}
+    assert set(run.steps) == {
+        "test_decorated_steps_account_to_run.<locals>.plan",
+        "test_decorated_steps_account_to_run.<locals>.check",
+    }
     assert run.totals.calls == 2
     assert sum((s.usage for s in run.steps.values()), Usage()) == run.usage
