@@ -4,6 +4,7 @@ Usable without agentflow. Importing it is cheap: tiktoken, diskcache, redis and 
 imported only when a counter or backend that needs them is built.
 """
 
+from budgets._amounts import Remaining, Reservation, Spend
 from budgets._backends import (
     DiskCacheBackend,
     LedgerBackend,
@@ -12,14 +13,7 @@ from budgets._backends import (
 )
 from budgets._budget import LIMIT_NAMES, Budget
 from budgets._errors import BudgetError, BudgetExceeded, ReservationError
-from budgets._ledger import (
-    Ledger,
-    Remaining,
-    Reservation,
-    Spend,
-    areserve_all,
-    reserve_all,
-)
+from budgets._ledger import Ledger, areserve_all, reserve_all
 from budgets._pricing import GpuHourPricing, Pricing, TokenPricing
 from budgets._tokens import TokenCounter
 from budgets._values import Cost, Usage

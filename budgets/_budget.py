@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -33,6 +33,18 @@ class Budget(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    if TYPE_CHECKING:  # what callers may pass; the fields below say what is stored
+
+        def __init__(
+            self,
+            *,
+            max_usd: Decimal | float | str | None = None,
+            max_input_tokens: int | None = None,
+            max_output_tokens: int | None = None,
+            max_calls: int | None = None,
+            window: timedelta | None = None,
+        ) -> None: ...
 
     max_usd: Decimal | None = None
     max_input_tokens: int | None = None

@@ -19,83 +19,29 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from datetime import timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR
 
+from budgets._amounts import (
+    Remaining,
+    Reservation,
+    Spend,
+    UsdLike,
+    as_count,
+    as_usd,
+    from_nano,
+    spend_of,
+    to_nano,
+)
 from budgets._backends._base import Amounts, LedgerBackend, Limits, Refusal, Totals
 from budgets._backends._memory import MemoryBackend
 from budgets._budget import LIMIT_NAMES, Budget
 from budgets._errors import BudgetExceeded, ReservationError
 from budgets._values import ZERO
 
-__all__ = ["Ledger", "Remaining", "Reservation", "Spend", "areserve_all", "reserve_all"]
+__all__ = ["Ledger", "areserve_all", "reserve_all"]
 
-UsdLike = Decimal | int | float | str
-_MICROSECOND = timedelta(microseconds=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Spend:
-    """Totals of a ledger: settled (``Ledger.spent``) or held (``Ledger.in_flight``)."""
-
-    usd: Decimal = ZERO
-    input_tokens: int = 0
-    output_tokens: int = 0
-    calls: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Remaining:
-    """What each limit still allows (limit - settled - in flight, never below 0);
-    ``None`` where the budget sets no limit."""
-
-    usd: Decimal | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    calls: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """A hold on a ledger. Close it exactly once: ``settle`` or ``release``.
-
-    ``key`` is where the hold lives in the backend (for a windowed budget, the window it
-    was made in, so a call that straddles midnight settles into the day it started).
-    """
-
-    id: str
-    ledger_key: str
-    key: str
-    usd: Decimal
-    input_tokens: int
-    output_tokens: int
-    calls: int
-
-
-def _usd(value: UsdLike, what: str) -> Decimal:
-    amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if not amount.is_finite() or amount < 0:
-        raise ValueError(f"{what} must be a finite amount of USD >= 0, got {value!r}")
-    return amount
-
-
-def _count(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what} must be an int >= 0, got {value!r}")
-    return value
-
-
-def _nano(usd: Decimal, rounding: str = ROUND_CEILING) -> int:
-    return int(usd.scaleb(9).to_integral_value(rounding=rounding))
-
-
-def _from_nano(nano: int) -> Decimal:
-    return Decimal(nano).scaleb(-9)
-
-
-def _spend(amounts: Amounts) -> Spend:
-    return Spend(_from_nano(amounts[0]), amounts[1], amounts[2], amounts[3])
+MICROSECOND = timedelta(microseconds=1)
 
 
 class Ledger:
@@ -127,7 +73,7 @@ class Ledger:
         self.key = uuid.uuid4().hex if key is None else key
         self._clock = clock
         self._error = error
-        usd = None if budget.max_usd is None else _nano(budget.max_usd, ROUND_FLOOR)
+        usd = None if budget.max_usd is None else to_nano(budget.max_usd, ROUND_FLOOR)
         self._limits: Limits = (
             usd,
             budget.max_input_tokens,
@@ -141,7 +87,7 @@ class Ledger:
                     f"{limit_name} is too large for {type(self.backend).__name__} (at most "
                     f"{cap} in its units); split the budget or use another backend"
                 )
-        self._window_us = None if budget.window is None else budget.window // _MICROSECOND
+        self._window_us = None if budget.window is None else budget.window // MICROSECOND
 
     def __repr__(self) -> str:
         return f"Ledger({self.budget!r}, name={self.name!r}, key={self.key!r})"
@@ -159,12 +105,12 @@ class Ledger:
     def _hold(
         self, usd: UsdLike, input_tokens: int, output_tokens: int, calls: int
     ) -> tuple[Reservation, Amounts, float | None]:
-        amount = _usd(usd, "usd")
+        amount = as_usd(usd, "usd")
         ask: Amounts = (
-            _nano(amount),
-            _count(input_tokens, "input_tokens"),
-            _count(output_tokens, "output_tokens"),
-            _count(calls, "calls"),
+            to_nano(amount),
+            as_count(input_tokens, "input_tokens"),
+            as_count(output_tokens, "output_tokens"),
+            as_count(calls, "calls"),
         )
         key, ttl_s = self._where()
         res = Reservation(uuid.uuid4().hex, self.key, key, amount, *ask[1:])
@@ -175,7 +121,7 @@ class Ledger:
         assert limit is not None  # only a set limit can refuse
         left = max(limit - refusal.used, 0)
         asked: object = (res.usd, res.input_tokens, res.output_tokens, res.calls)[refusal.index]
-        remaining: object = _from_nano(left) if refusal.index == 0 else left
+        remaining: object = from_nano(left) if refusal.index == 0 else left
         return self._error(self.name, LIMIT_NAMES[refusal.index], asked, remaining)
 
     def _own(self, res: Reservation) -> None:
@@ -194,9 +140,9 @@ class Ledger:
     @staticmethod
     def _actual(usd: UsdLike, input_tokens: int, output_tokens: int) -> tuple[int, int, int]:
         return (
-            _nano(_usd(usd, "usd")),
-            _count(input_tokens, "input_tokens"),
-            _count(output_tokens, "output_tokens"),
+            to_nano(as_usd(usd, "usd")),
+            as_count(input_tokens, "input_tokens"),
+            as_count(output_tokens, "output_tokens"),
         )
 
     def reserve(
@@ -270,11 +216,11 @@ class Ledger:
 
     def spent(self) -> Spend:
         """Settled totals (of the current window, for a windowed budget)."""
-        return _spend(self._totals().spent)
+        return spend_of(self._totals().spent)
 
     def in_flight(self) -> Spend:
         """What open reservations hold right now."""
-        return _spend(self._totals().in_flight)
+        return spend_of(self._totals().in_flight)
 
     def remaining(self) -> Remaining:
         """Per limit: limit - settled - in flight, floored at 0; None where unlimited."""
@@ -283,7 +229,7 @@ class Ledger:
             None if limit is None else max(limit - spent - held, 0)
             for limit, spent, held in zip(self._limits, totals.spent, totals.in_flight, strict=True)
         ]
-        usd = None if left[0] is None else _from_nano(left[0])
+        usd = None if left[0] is None else from_nano(left[0])
         return Remaining(usd, left[1], left[2], left[3])
 
 

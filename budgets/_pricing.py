@@ -6,7 +6,7 @@ Every pricing has ``.cost(usage) -> Cost`` and ``.per_token() -> TokenPricing``.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -42,6 +42,17 @@ class TokenPricing(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    if TYPE_CHECKING:  # prices may be given as int, float or str; they are stored as Decimal
+
+        def __init__(
+            self,
+            *,
+            input_per_mtok: Decimal | float | str,
+            output_per_mtok: Decimal | float | str,
+            cached_input_per_mtok: Decimal | float | str | None = None,
+            kind: Literal["token"] = "token",
+        ) -> None: ...
 
     kind: Literal["token"] = "token"
     input_per_mtok: Decimal
@@ -83,6 +94,19 @@ class GpuHourPricing(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            usd_per_gpu_hour: Decimal | float | str,
+            prompt_tokens_per_s: Decimal | float | str,
+            output_tokens_per_s: Decimal | float | str,
+            gpus: int = 1,
+            cached_prompt_tokens_per_s: Decimal | float | str | None = None,
+            kind: Literal["gpu_hour"] = "gpu_hour",
+        ) -> None: ...
 
     kind: Literal["gpu_hour"] = "gpu_hour"
     usd_per_gpu_hour: Decimal

@@ -29,7 +29,7 @@ from budgets import Budget, GpuHourPricing
 DOCS = Path(__file__).parent / "docs"
 
 # An L4-class GPU; the throughputs are what a 135M model sustains there. On this CPU the
-# real throughput is lower — `agentflow calibrate` measures it for an honest price.
+# real throughput is lower; measure yours to price it honestly (docs: budgets).
 PRICING = GpuHourPricing(
     usd_per_gpu_hour=0.80, gpus=1, prompt_tokens_per_s=9000, output_tokens_per_s=350
 )

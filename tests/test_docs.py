@@ -71,7 +71,10 @@ def parse_blocks(text: str) -> list[Block]:
             if stripped.startswith(fence[0] * len(fence)) and set(stripped) == {fence[0]}:
                 break
             j += 1
-        body = [line[len(indent) :] if line.startswith(indent) else line.lstrip() for line in lines[start:j]]
+        body = [
+            line[len(indent) :] if line.startswith(indent) else line.lstrip()
+            for line in lines[start:j]
+        ]
         blocks.append(
             Block(
                 language=language,
@@ -86,7 +89,8 @@ def parse_blocks(text: str) -> list[Block]:
 
 def runnable_blocks(path: Path) -> list[Block]:
     return [
-        b for b in parse_blocks(path.read_text(encoding="utf-8"))
+        b
+        for b in parse_blocks(path.read_text(encoding="utf-8"))
         if b.language in RUN_LANGUAGES and not b.skipped
     ]
 
@@ -183,6 +187,19 @@ def test_docs_have_code_to_run() -> None:
     # a broken collector would otherwise pass by running nothing
     assert DOCS / "getting-started.md" in _PAGES
     assert len(_PAGES) >= 3
+
+
+def _first_block(path: Path, language: str) -> str:
+    blocks = [b for b in parse_blocks(path.read_text(encoding="utf-8")) if b.language == language]
+    assert blocks, f"{path.name} has no {language} block"
+    return blocks[0].code
+
+
+def test_getting_started_shows_the_readme_commands() -> None:
+    # the getting-started page repeats the README's quickstart: the two commands, verbatim
+    readme = ROOT / "README.md"
+    assert readme.exists(), "README.md is missing"
+    assert _first_block(DOCS / "getting-started.md", "bash") == _first_block(readme, "bash")
 
 
 # --- the collector and runner themselves ---------------------------------------------

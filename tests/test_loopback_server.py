@@ -23,7 +23,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from agentflow.testing import Fault, LoopbackServer, Reply
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm is imported
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # before litellm is imported: no network
 
 QUESTION: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "What is the capital of France?"}  # 30 characters

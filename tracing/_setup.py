@@ -52,7 +52,7 @@ def set_content_config(config: ContentConfig) -> None:
         _content = config
 
 
-@dataclass
+@dataclass(eq=False)
 class Providers:
     """What ``setup()`` built. ``shutdown()`` flushes and stops everything (idempotent)."""
 
@@ -79,12 +79,6 @@ class Providers:
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
 
-    def __hash__(self) -> int:
-        return id(self)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
 
 # Providers that still need flushing on exit or SIGTERM.
 _live: set[Providers] = set()
@@ -110,7 +104,11 @@ def _shutdown_all() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    _flush_all()
+    # Flush from another thread: the interrupted main thread may hold a lock the flush
+    # needs (it may itself be mid-flush), and the handler must not deadlock on it.
+    flusher = threading.Thread(target=_flush_all, name="tracing-sigterm-flush", daemon=True)
+    flusher.start()
+    flusher.join(_FLUSH_TIMEOUT_MS / 1000 + 1)
     previous = _previous_sigterm
     if callable(previous):
         previous(signum, frame)

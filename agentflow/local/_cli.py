@@ -32,7 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument(
         "--model",
         default="smollm2",
-        help=f"one of {', '.join(sorted(MODELS))}, or a .gguf path (default: smollm2)",
+        help=(
+            f"one of {', '.join(sorted(MODELS))}, or a .gguf path (default: smollm2); "
+            "with --install-only also 'all'"
+        ),
     )
     parser.add_argument("--replicas", type=int, default=1, help="number of servers (default: 1)")
     parser.add_argument(
@@ -64,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.install_only:
             print(f"llama-server {ensure_llama_server()}", flush=True)
-            if args.model in MODELS:
-                print(f"{args.model} {model_path(args.model)}", flush=True)
+            names = sorted(MODELS) if args.model == "all" else [args.model]
+            for name in names:
+                if name in MODELS:  # a .gguf path needs no install
+                    print(f"{name} {model_path(name)}", flush=True)
             return 0
         return _serve(args)
     except LocalServerError as exc:

@@ -45,6 +45,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def _answers(host: str, port: int) -> bool:
+    """True if something accepts TCP connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
 def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGTERM the child when its parent dies."""
     if not sys.platform.startswith("linux"):
@@ -226,6 +233,11 @@ class LlamaServer:
                 )
         else:
             self.model_file = model_path(str(self.model), install=self.install)
+        if self._requested_port and _answers(self.host, self._requested_port):
+            raise LocalServerError(
+                f"port {self._requested_port} on {self.host} is already in use; pick another "
+                "port, or 0 for a free one."
+            )
         self._port = self._requested_port or free_port(self.host)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.log_dir / f"llama-server-{self.alias}-{self._port}.log"
@@ -280,7 +292,7 @@ class LlamaServer:
             if code is not None:
                 self.stop()
                 raise self._failure(f"exited with code {code} before it was ready")
-            if self._health() == 200:
+            if self._health() == 200 and self._proc.poll() is None:
                 self.startup_seconds = time.monotonic() - self._started_at
                 return
             if time.monotonic() > deadline:

@@ -53,6 +53,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], owner: LoopbackServer) -> None:
         self.owner = owner
+        self.stopping = threading.Event()  # set by stop(): wakes sleeps, refuses connections
         self.open_connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, LoopbackHandler)
@@ -88,6 +89,9 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         super().setup()
         with self.srv.connections_lock:
             self.srv.open_connections.add(self.connection)
+        if self.srv.stopping.is_set():  # accepted while stop() was closing the others
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
     def finish(self) -> None:
         try:
@@ -154,7 +158,7 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         raise _Dropped
 
     def _sleep(self, seconds: float) -> None:
-        if seconds > 0 and self.owner._stopping.wait(seconds):
+        if seconds > 0 and self.srv.stopping.wait(seconds):
             self._drop()  # the server is stopping: wake up and go
 
     def _dispatch(self) -> None:

@@ -63,7 +63,6 @@ class LoopbackServer:
         self._prompts: deque[str] = deque(maxlen=_PREFIX_HISTORY)
         self._httpd: LoopbackHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -71,7 +70,6 @@ class LoopbackServer:
         """Bind (a free port the first time, the same port on a restart) and serve."""
         if self._httpd is not None:
             return self
-        self._stopping = threading.Event()
         httpd = LoopbackHTTPServer((self.host, self._port), self)
         self._port = httpd.server_address[1]
         self._httpd = httpd
@@ -89,7 +87,7 @@ class LoopbackServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
-        self._stopping.set()  # wakes hanging and slow replies
+        httpd.stopping.set()  # wakes hanging and slow replies
         httpd.shutdown()
         httpd.server_close()
         httpd.drop_connections()

@@ -40,17 +40,25 @@ class MemoryBackend(LedgerBackend):
     share keys (e.g. one per-tenant budget seen from many runs).
     """
 
+    _SWEEP_EVERY_S = 60.0
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._states: dict[str, _State] = {}
+        self._next_sweep = 0.0
 
     def _state(self, key: str, ttl_s: float | None) -> _State:
         state = self._states.get(key)
         if state is None:
             now = time.monotonic()
-            # Drop expired windows now and then: a new key is the natural moment.
-            for old in [k for k, s in self._states.items() if s.expires_at and s.expires_at < now]:
-                del self._states[old]
+            # Drop expired windows when a new key appears (a new window is one), at most
+            # once a minute so many tenants do not make every new key scan them all.
+            if now >= self._next_sweep:
+                self._next_sweep = now + self._SWEEP_EVERY_S
+                for old in [
+                    k for k, s in self._states.items() if s.expires_at and s.expires_at < now
+                ]:
+                    del self._states[old]
             state = self._states[key] = _State()
         if ttl_s is not None:
             state.expires_at = time.monotonic() + ttl_s

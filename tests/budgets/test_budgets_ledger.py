@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from budgets import (
     Budget,
     BudgetExceeded,
+    DiskCacheBackend,
     Ledger,
     LedgerBackend,
     MemoryBackend,
@@ -289,3 +292,48 @@ def test_redis_windowed_keys_expire(redis_url: str) -> None:
     for key in keys:  # this hour and the next, at most
         assert 0 < client.pttl(key) <= 2 * 3600 * 1000
     backend.close()
+
+
+def test_diskcache_windowed_keys_expire(tmp_path: Path) -> None:
+    backend = DiskCacheBackend(tmp_path / "ledger")
+    ledger = Ledger(Budget(max_usd=1, window=timedelta(hours=1)), backend=backend, key="t")
+    res = ledger.reserve(usd=D("0.1"))
+    ledger.settle(res, usd=D("0.1"), input_tokens=0, output_tokens=0)  # keeps the expiry
+    import diskcache
+
+    cache = diskcache.Cache(str(tmp_path / "ledger"))
+    (key,) = list(cache.iterkeys())
+    _, expire_time = cache.get(key, expire_time=True)
+    assert 0 < expire_time - time.time() <= 2 * 3600
+    cache.close()
+    backend.close()
+
+
+def test_memory_drops_expired_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MemoryBackend, "_SWEEP_EVERY_S", 0.0)
+    backend = MemoryBackend()
+    now = [0.0]
+    budget = Budget(max_usd=1, window=timedelta(milliseconds=20))
+    ledger = Ledger(budget, backend=backend, key="t", clock=lambda: now[0])
+    ledger.release(ledger.reserve(usd=D("0.1")))
+    time.sleep(0.1)  # the first window's state outlived its ttl (two windows)
+    now[0] = 1.0  # a later window: a new key, the moment expired ones are swept
+    ledger.release(ledger.reserve(usd=D("0.1")))
+    assert list(backend._states) == [ledger._where()[0]]
+
+
+async def test_redis_backend_on_a_ready_client(redis_url: str) -> None:
+    import redis
+
+    with pytest.raises(ValueError, match="exactly one of url="):
+        RedisBackend()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)  # str replies work too
+    ledger = Ledger(Budget(max_calls=2), backend=RedisBackend(client=client, prefix="ready:"))
+    first = ledger.reserve()
+    second = await ledger.areserve()  # no URL: the sync client runs in a worker thread
+    with pytest.raises(BudgetExceeded):
+        await ledger.areserve()
+    await ledger.asettle(second, usd=D("0.01"), input_tokens=1, output_tokens=2)
+    ledger.release(first)
+    assert ledger.spent() == Spend(D("0.01"), 1, 2, 1)
+    client.close()

@@ -59,7 +59,8 @@ def test_gpus_and_cached_throughput_scale_the_price() -> None:
     )
     assert close(two.per_token().output_per_mtok, 2 * H100.per_token().output_per_mtok)
     # 90,000 cached tok/s on $5/h → $5 / 324M tokens → $0.0154320987.../Mtok
-    assert two.per_token().cached_input_per_mtok.quantize(D("1e-12")) == D("0.015432098765")
+    cached = two.per_token().effective_cached_input_per_mtok
+    assert cached.quantize(D("1e-12")) == D("0.015432098765")
     cost = two.cost(Usage(prompt_tokens=90_000, cached_prompt_tokens=90_000))
     assert close(cost.cached_input_usd, D(5) / 3600)  # one second of two GPUs
 
@@ -86,7 +87,8 @@ def test_cached_tokens_are_never_free_by_accident() -> None:
 
 
 def test_pricing_loads_from_config_by_kind() -> None:
-    loaded = TypeAdapter(Pricing).validate_python(
+    adapter: TypeAdapter[TokenPricing | GpuHourPricing] = TypeAdapter(Pricing)
+    loaded = adapter.validate_python(
         {
             "kind": "gpu_hour",
             "usd_per_gpu_hour": "2.50",
@@ -105,7 +107,7 @@ def test_pricing_loads_from_config_by_kind() -> None:
             lambda: TokenPricing(input_per_mtok=1, output_per_mtok=1, cached_input_per_mtok=-0.5),
             "cached_input_per_mtok must be >= 0",
         ),
-        (lambda: TokenPricing(input_per_mtok=1), "output_per_mtok\n  Field required"),
+        (lambda: TokenPricing(input_per_mtok=1), "output_per_mtok\n  Field required"),  # type: ignore[call-arg]
         (lambda: TokenPricing(input_per_mtok="NaN", output_per_mtok=1), "finite number"),
         (
             lambda: GpuHourPricing(
@@ -174,4 +176,4 @@ def test_budget_values() -> None:
     assert not budget.unlimited
     assert Budget().unlimited
     with pytest.raises(ValidationError):
-        budget.max_calls = 4  # type: ignore[misc]  # frozen
+        budget.max_calls = 4  # frozen

@@ -21,13 +21,14 @@ from budgets import Ledger, LedgerBackend, Spend
 
 CALLERS = 200
 assert BUDGET.max_usd is not None
-ROOM = int(BUDGET.max_usd / ASK)  # 50 holds fit at once
+MAX_USD = BUDGET.max_usd
+ROOM = int(MAX_USD / ASK)  # 50 holds fit at once
 
 
 def check(ledger: Ledger, outcome: Outcome, callers: int = CALLERS) -> None:
     spent = ledger.spent()
     assert outcome.unjustified_refusals == []
-    assert spent.usd <= BUDGET.max_usd, f"overspent: {spent.usd} > {BUDGET.max_usd}"
+    assert spent.usd <= MAX_USD, f"overspent: {spent.usd} > {MAX_USD}"
     assert spent.usd == outcome.settled_usd  # exact: Decimal all the way
     assert spent.calls == outcome.settled
     assert ledger.in_flight() == Spend()  # every hold was settled or refunded

@@ -19,7 +19,8 @@ from budgets import TokenCounter
 
 
 class Engine:
-    """A loopback engine: ``kind`` is "llama-server", "vllm" or "broken" (HTTP 500)."""
+    """A loopback engine: ``kind`` is "llama-server", "old-llama-server" (no
+    /apply-template), "vllm" or "broken" (HTTP 500)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -52,13 +53,13 @@ class Engine:
     def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if self.kind == "broken":
             return 500, {"error": "boom"}
-        if self.kind == "llama-server":
+        if self.kind in ("llama-server", "old-llama-server"):
             if path == "/tokenize":
                 # llama-server reads "content" only; without it the list is empty
                 words = body.get("content", "").split()
                 bos = [1] if body.get("add_special") else []
                 return 200, {"tokens": bos + list(range(100, 100 + len(words)))}
-            if path == "/apply-template":
+            if path == "/apply-template" and self.kind == "llama-server":
                 turns = [f"<|im_start|>{m['role']} {m['content']}" for m in body["messages"]]
                 return 200, {"prompt": " ".join([*turns, "<|im_start|>assistant"])}
         if self.kind == "vllm" and path == "/tokenize":
@@ -114,6 +115,19 @@ async def test_vllm_counts_chats_with_its_own_template(engine: Engine) -> None:
     # the engine's way is remembered: no more probing of /apply-template
     assert await counter.acount_messages(MESSAGES) == 11
     assert [p for p, _ in engine.requests[3:]] == ["/tokenize"]
+
+
+@pytest.mark.parametrize("engine", ["old-llama-server"], indirect=True)
+def test_without_a_chat_template_endpoint_the_fields_are_counted_remotely(engine: Engine) -> None:
+    counter = TokenCounter.for_endpoint(engine.api_base, "smollm2-135m")
+    # 3 primer + 3 per message + the 8 words of "system", "be brief", "user", "count these
+    # four words" tokenized by the engine in one request
+    assert counter.count_messages(MESSAGES) == 3 + 2 * 3 + 8
+    paths = [p for p, _ in engine.requests]
+    # /tokenize answered {"tokens": []} to the messages body: not taken for a count
+    assert paths == ["/apply-template", "/tokenize", "/tokenize"]
+    assert counter.count_messages(MESSAGES) == 17
+    assert [p for p, _ in engine.requests[3:]] == ["/tokenize"]  # straight to the fields
 
 
 @pytest.mark.parametrize("engine", ["broken"], indirect=True)

