@@ -123,8 +123,7 @@ def end_attempt_span(
         attrs[A.AGENTFLOW_TTFT_S] = attempt.ttft_s
     span.set_attributes(attrs)
     if error is not None:
-        span.record_exception(error)
-        span.set_status(trace.StatusCode.ERROR, tracing.redact(f"{type(error).__name__}: {error}"))
+        tracing.record_error(span, error)
     span.end()
     tracing.record_call(
         model=endpoint.span_model,

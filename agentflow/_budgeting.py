@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from agentflow._pipeline import Context
     from agentflow._zoo import Endpoint
 
-__all__ = ["DEFAULT_MAX_TOKENS", "PROMPT_MARGIN", "BudgetGate", "ledgers_for"]
+__all__ = ["DEFAULT_MAX_TOKENS", "PROMPT_MARGIN", "BudgetGate", "counter_for", "ledgers_for"]
 
 # a call with no max_tokens under a money budget reserves at most this many output tokens,
 # so one call cannot lock the whole budget while it runs
@@ -28,6 +28,23 @@ DEFAULT_MAX_TOKENS = 2048
 PROMPT_MARGIN = 1.15
 
 Reservations = list[tuple[Ledger, Reservation]]
+
+_counters: dict[tuple[str | None, str], TokenCounter] = {}
+
+
+def counter_for(endpoint: Endpoint) -> TokenCounter:
+    """The endpoint's own tokenizer when it serves ``/tokenize`` (self-hosted engines:
+    exact), else tiktoken offline. Offline tiktoken under-counts SmolLM2 prompts by about
+    a third (docs: budgets), which is why self-hosted endpoints are asked."""
+    key = (endpoint.api_base, endpoint.model)
+    counter = _counters.get(key)
+    if counter is None:
+        if endpoint.api_base:
+            counter = TokenCounter.for_endpoint(endpoint.api_base, endpoint.model)
+        else:
+            counter = TokenCounter.for_model(endpoint.model)
+        _counters[key] = counter
+    return counter
 
 
 def ledgers_for(ctx: Context) -> list[Ledger]:
@@ -53,7 +70,7 @@ class BudgetGate:
     def prompt_tokens(self, endpoint: Endpoint) -> int:
         n = self._prompt.get(endpoint.model)
         if n is None:
-            counter = TokenCounter.for_model(endpoint.model)
+            counter = counter_for(endpoint)
             raw = counter.count_messages(self.ctx.messages, self.ctx.params.get("tools"))
             n = self._prompt[endpoint.model] = math.ceil(raw * PROMPT_MARGIN)
         return n
@@ -122,6 +139,16 @@ class BudgetGate:
         except BudgetExceeded as err:
             raise BudgetExceededError(err.budget, err.limit, err.asked, err.remaining) from None
         return params, list(zip(self.ledgers, reservations, strict=True))
+
+    def trim(self) -> bool:
+        """Drop the oldest non-system message (never the last one); False if none left."""
+        msgs = self.ctx.messages
+        for i, m in enumerate(msgs[:-1]):
+            if m.get("role") not in ("system", "developer"):
+                del msgs[i]
+                self._prompt.clear()
+                return True
+        return False
 
     def settle(self, reservations: Reservations, usage: Usage, cost: Cost) -> None:
         for ledger, res in reservations:

@@ -23,12 +23,47 @@ T = TypeVar("T")
 _NO_HIDDEN_RETRIES = {"num_retries": 0, "max_retries": 0}
 
 
-def _kwargs(ctx: Context, call: Call) -> dict[str, Any]:
+_clients: dict[tuple[str, bool], Any] = {}
+
+
+def _embedding_client(call: Call, use_async: bool) -> Any:
+    """An OpenAI client that never retries, for litellm's embedding path: it treats
+    ``max_retries=0`` as unset and sets 2 on any client it is given, so those retries
+    would happen where agentflow cannot see (or trace, or pay for) them."""
+    e = call.endpoint
+    key = (e.id, use_async)
+    client = _clients.get(key)
+    if client is None:
+        import openai
+
+        base = openai.AsyncOpenAI if use_async else openai.OpenAI
+
+        class NoRetryClient(base):  # type: ignore[valid-type,misc]  # a runtime-chosen base
+            @property
+            def max_retries(self) -> int:
+                return 0
+
+            @max_retries.setter
+            def max_retries(self, value: int) -> None:
+                pass  # litellm's 2 is ignored: agentflow retries itself
+
+        params = e.litellm_params()
+        client = _clients[key] = NoRetryClient(
+            base_url=params.get("api_base"),
+            api_key=params.get("api_key") or "none",
+            timeout=e.timeout,
+        )
+    return client
+
+
+def _kwargs(ctx: Context, call: Call, use_async: bool = False) -> dict[str, Any]:
     kwargs = call.endpoint.litellm_params()
     kwargs.update(call.params)
     kwargs.update(_NO_HIDDEN_RETRIES)
     if ctx.operation == "embeddings":
         kwargs["input"] = ctx.params["input"]
+        if call.endpoint.provider == "openai":
+            kwargs["client"] = _embedding_client(call, use_async)
     else:
         kwargs["messages"] = ctx.messages
     if kwargs.get("tools"):
@@ -59,7 +94,7 @@ async def _call_async(ctx: Context, call: Call) -> Outcome:
     fn = ll.aembedding if ctx.operation == "embeddings" else ll.acompletion
     t0 = time.perf_counter()
     try:
-        response = await fn(**_kwargs(ctx, call))
+        response = await fn(**_kwargs(ctx, call, use_async=True))
     except Exception as err:
         return Outcome(error=err, latency_s=time.perf_counter() - t0)
     return Outcome(response=response, latency_s=time.perf_counter() - t0)

@@ -28,7 +28,7 @@ from agentflow._budgeting import BudgetGate, Reservations
 from agentflow._completion import Attempt, Completion
 from agentflow._config import get_config, get_zoo
 from agentflow._context import StepFrame, current_step
-from agentflow._errors import CallError, ConfigError
+from agentflow._errors import BudgetExceededError, CallError, ConfigError
 from agentflow._litellm import classify, retry_after, status_code
 from agentflow._policy import Escalate, RetryPolicy
 from agentflow._response import build_completion
@@ -94,6 +94,7 @@ class Context:
     on_budget: str
     operation: str = "chat"
     attempts: list[Attempt] = field(default_factory=list)
+    end_span: Callable[[float | None], None] | None = None
 
     @classmethod
     def build(
@@ -127,6 +128,12 @@ class Context:
             operation=operation,
         )
 
+    def finish_span(self, confidence: float | None) -> None:
+        """End the last attempt's span, now that its confidence is known."""
+        end, self.end_span = self.end_span, None
+        if end is not None:
+            end(confidence)
+
     @property
     def step_name(self) -> str | None:
         return self.frame.policy.name if self.frame is not None else None
@@ -152,10 +159,15 @@ def plan_completion(ctx: Context) -> Generator[Instruction, Any, Completion]:
     for level, tier_name in enumerate(ladder):
         if level > 0 and not gate.can_afford_tier(tier_name):
             break  # escalation never spends past the budget: keep the best answer so far
-        completion = yield from answer_at_tier(ctx, gate, tier_name, level, chat_success)
+        completion = yield from _answer_within_budget(ctx, gate, tier_name, level)
         if ctx.escalate is None:
             return _finish(ctx, completion, None)
-        confidence = yield Score(ctx.escalate, completion)
+        try:
+            confidence = yield Score(ctx.escalate, completion)
+        except BaseException:
+            ctx.finish_span(None)
+            raise
+        ctx.finish_span(confidence)
         completion.confidence = confidence
         _mark_confidence(ctx, confidence)
         if best is None or (confidence or 0.0) > (best.confidence or 0.0):
@@ -171,6 +183,30 @@ def plan_completion(ctx: Context) -> Generator[Instruction, Any, Completion]:
             ctx.attempts,
         )
     return _finish(ctx, best, False)
+
+
+def _answer_within_budget(
+    ctx: Context, gate: BudgetGate, tier_name: str, level: int
+) -> Generator[Instruction, Any, Completion]:
+    """Answer at ``tier_name``; when a budget refuses, apply the step's ``on_budget``:
+    ``raise`` (default), ``downgrade`` (the strongest cheaper tier that fits) or ``trim``
+    (drop the oldest non-system messages until the prompt fits)."""
+    tiers = [tier_name]
+    if ctx.on_budget == "downgrade" and level == 0:
+        names = list(ctx.zoo.names)
+        tiers += reversed(names[: names.index(tier_name)])
+    refusal: BudgetExceededError | None = None
+    for name in tiers:
+        while True:
+            try:
+                return (yield from answer_at_tier(ctx, gate, name, level, chat_success))
+            except BudgetExceededError as err:
+                refusal = err
+                if ctx.on_budget == "trim" and gate.trim():
+                    continue
+                break
+    assert refusal is not None
+    raise refusal
 
 
 def _mark_confidence(ctx: Context, confidence: float | None) -> None:
@@ -245,16 +281,23 @@ def chat_success(slot: Slot) -> Completion:
         end_attempt_span(slot.span, attempt, slot.endpoint, params=slot.params, error=err)
         raise
     slot.record(attempt)
-    end_attempt_span(
-        slot.span,
-        attempt,
-        slot.endpoint,
-        params=slot.params,
-        messages=slot.ctx.messages,
-        output_message=completion.message,
-        output_text=completion.text,
-        finish_reason=completion.finish_reason,
-    )
+
+    def end_span(confidence: float | None = None) -> None:
+        end_attempt_span(
+            slot.span,
+            replace(attempt, confidence=confidence),
+            slot.endpoint,
+            params=slot.params,
+            messages=slot.ctx.messages,
+            output_message=completion.message,
+            output_text=completion.text,
+            finish_reason=completion.finish_reason,
+        )
+
+    if slot.ctx.escalate is None:
+        end_span()
+    else:  # the span ends once the scorer has said how confident the answer is
+        slot.ctx.end_span = end_span
     completion.usage, completion.cost = usage, cost
     return completion
 
@@ -289,12 +332,14 @@ def answer_at_tier(
             gate.release(reservations)
             record_failure(slot, err)
             last_error = err
-            errors.append(f"{endpoint.id}: {type(err).__name__}: {err}")
+            errors.append(tracing.redact(f"{endpoint.id}: {type(err).__name__}: {err}"))
             kind = classify(err)
             if kind == "fatal":
                 raise CallError(
-                    f"{endpoint.id} rejected the request ({type(err).__name__}: {err}); "
-                    "fix the request — retrying it elsewhere would fail the same way",
+                    tracing.redact(
+                        f"{endpoint.id} rejected the request ({type(err).__name__}: {err}); "
+                        "fix the request — retrying it elsewhere would fail the same way"
+                    ),
                     ctx.attempts,
                 ) from err
             retries += 1

@@ -32,6 +32,7 @@ def message_dict(message: Any) -> dict[str, Any]:
         data = {k: v for k, v in message.items() if v is not None}
     else:
         data = dict(vars(message))
+    data.pop("provider_specific_fields", None)  # litellm's, not the engine's
     data.setdefault("role", "assistant")
     data.setdefault("content", None)
     return data

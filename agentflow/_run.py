@@ -15,6 +15,7 @@ from opentelemetry import trace
 import tracing
 from agentflow._completion import Attempt
 from agentflow._context import StepFrame, Totals, current_run
+from agentflow._errors import BudgetExceededError
 from agentflow._report import render_report
 from budgets import Budget, Cost, Ledger, Usage
 
@@ -71,7 +72,7 @@ class Run:
         self.metadata = dict(metadata or {})
         self.tags = list(tags or [])
         if ledger is None and budget is not None:
-            ledger = Ledger(budget, name=f"run {name!r} budget")
+            ledger = Ledger(budget, name=f"run {name!r} budget", error=BudgetExceededError)
         self.ledger = ledger
         self.totals = Totals()
         self.attempts: list[Attempt] = []
@@ -132,9 +133,7 @@ class Run:
                 user_id=self.user_id,
                 metadata=self.metadata or None,
                 tags=self.tags or None,
-                max_usd=None
-                if self.budget is None or self.budget.max_usd is None
-                else float(self.budget.max_usd),
+                **budget_limits(self.budget),
             ),
         )
         self._otel_token = otel_context.attach(trace.set_span_in_context(self._span))
@@ -151,8 +150,7 @@ class Run:
         if span is not None:
             span.set_attributes(totals_attributes(self.totals))
             if exc is not None:
-                span.record_exception(exc)
-                span.set_status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+                tracing.record_error(span, exc)
             span.end()
         if self._token is not None:
             current_run.reset(self._token)
@@ -171,6 +169,18 @@ class Run:
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+def budget_limits(budget: Budget | None) -> dict[str, Any]:
+    """A budget's limits as ``run_attributes`` takes them (absent ones left out)."""
+    if budget is None:
+        return {}
+    return {
+        "max_usd": None if budget.max_usd is None else float(budget.max_usd),
+        "max_input_tokens": budget.max_input_tokens,
+        "max_output_tokens": budget.max_output_tokens,
+        "max_calls": budget.max_calls,
+    }
 
 
 def totals_attributes(totals: Totals) -> dict[str, Any]:

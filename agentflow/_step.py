@@ -20,7 +20,7 @@ from opentelemetry import trace
 import tracing
 from agentflow._config import register_step
 from agentflow._context import StepFrame, current_run, current_step
-from agentflow._errors import ConfigError, UnknownTierError
+from agentflow._errors import BudgetExceededError, ConfigError, UnknownTierError
 from agentflow._policy import (
     CachePolicy,
     Escalate,
@@ -77,7 +77,11 @@ def _enter(policy: StepPolicy) -> tuple[StepFrame, Token[StepFrame | None], obje
     parent = current_step.get()
     run = parent.run if parent is not None else current_run.get()
     span = _tracer.start_span(policy.name, attributes=policy.attributes)
-    ledger = Ledger(policy.budget, name=f"step {policy.name!r} budget") if policy.budget else None
+    ledger = (
+        Ledger(policy.budget, name=f"step {policy.name!r} budget", error=BudgetExceededError)
+        if policy.budget
+        else None
+    )
     frame = StepFrame(policy, parent, run, span, ledger)
     if run is not None:
         run._step_entered(policy.name, policy.kind)
@@ -100,8 +104,7 @@ def _finish(frame: StepFrame, exc: BaseException | None) -> None:
 
         span.set_attributes(totals_attributes(frame.totals))
     if exc is not None:
-        span.record_exception(exc)
-        span.set_status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+        tracing.record_error(span, exc)
     span.end()
 
 

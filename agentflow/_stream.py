@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from agentflow._accounting import end_attempt_span, normalise_usage, price
+from agentflow._budgeting import counter_for
 from agentflow._completion import Completion
 from agentflow._errors import CallError
 from agentflow._pipeline import Slot, record_failure
 from agentflow._response import build_completion
-from budgets import TokenCounter, Usage
+from budgets import Usage
 
 __all__ = ["AsyncCompletionStream", "CompletionStream", "StreamState"]
 
@@ -74,7 +75,7 @@ class StreamState:
         return "".join(self.parts)
 
     def _estimated_usage(self) -> Usage:
-        counter = TokenCounter.for_model(self.slot.endpoint.model)
+        counter = counter_for(self.slot.endpoint)
         prompt = counter.count_messages(self.slot.ctx.messages, self.slot.ctx.params.get("tools"))
         return Usage(prompt, 0, counter.count_text(self.text) if self.parts else 0)
 

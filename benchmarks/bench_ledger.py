@@ -1,12 +1,13 @@
 """Ledger throughput: reserve + settle pairs per second, per backend.
 
-    python benchmarks/bench_ledger.py [--seconds 2] [--threads 8]
+    python benchmarks/bench_ledger.py [--seconds 1] [--repeat 3] [--threads 8]
 
 For each backend (memory, diskcache in a temp dir, Redis on a redis-server this script
 starts on a free loopback port and stops) it runs reserve+settle pairs against one
 ledger key for a fixed time, first from one thread, then from N threads contending for
-the same key, and prints one table with the ratios. Not a timed test: figures depend on
-the machine (the docs say which one).
+the same key, and prints one table with the ratios. Each cell is the median of
+``--repeat`` runs, so a neighbour's burst of CPU use does not decide a figure. Not a timed
+test: figures depend on the machine (the docs say which one).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -94,7 +96,8 @@ def run(ledger: Ledger, threads: int, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="reserve+settle pairs per second per backend")
-    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--seconds", type=float, default=1.0, help="per measurement")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements per cell (median)")
     parser.add_argument("--threads", type=int, default=8, help="contending threads")
     args = parser.parse_args()
 
@@ -110,13 +113,19 @@ def main() -> None:
                 print(f"{name}: skipped (redis-server is not installed)")
                 continue
             backend = make()
-            single = run(Ledger(BUDGET, backend=backend), 1, args.seconds)
-            contended = run(Ledger(BUDGET, backend=backend), args.threads, args.seconds)
+            single = statistics.median(
+                run(Ledger(BUDGET, backend=backend), 1, args.seconds) for _ in range(args.repeat)
+            )
+            contended = statistics.median(
+                run(Ledger(BUDGET, backend=backend), args.threads, args.seconds)
+                for _ in range(args.repeat)
+            )
             backend.close()
             rows.append((name, single, contended))
 
-    print(f"\nreserve+settle pairs per second ({platform.python_implementation()} "
-          f"{platform.python_version()}, {args.seconds:g} s per cell)\n")  # fmt: skip
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    per_cell = f"median of {args.repeat} × {args.seconds:g} s"
+    print(f"\nreserve+settle pairs per second ({python}, {per_cell})\n")
     base = rows[0][1]
     print(f"| backend | 1 thread | {args.threads} threads, one key | 1 thread vs memory |")
     print("| --- | ---: | ---: | ---: |")

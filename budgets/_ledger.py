@@ -80,12 +80,19 @@ class Ledger:
             budget.max_output_tokens,
             budget.max_calls,
         )
+        if usd == 0:
+            raise ValueError(
+                f"max_usd={budget.max_usd} is below the ledger's resolution of 1e-9 USD; "
+                "give at least 0.000000001, or leave max_usd unset for no limit"
+            )
         cap = self.backend.max_limit
-        for limit_name, limit in zip(LIMIT_NAMES, self._limits, strict=True):
+        for index, limit in enumerate(self._limits):
             if cap is not None and limit is not None and limit > cap:
+                most = f"${from_nano(cap):,}" if index == 0 else f"{cap:,}"
                 raise ValueError(
-                    f"{limit_name} is too large for {type(self.backend).__name__} (at most "
-                    f"{cap} in its units); split the budget or use another backend"
+                    f"{LIMIT_NAMES[index]} is too large for {type(self.backend).__name__}, "
+                    f"which compares at most {most} exactly; split the budget or use "
+                    "another backend"
                 )
         self._window_us = None if budget.window is None else budget.window // MICROSECOND
 

@@ -129,6 +129,9 @@ class TokenCounter:
         """Tokens the tool schemas add to the prompt (rendered as ``render_tools`` does)."""
         return self.count_text(render_tools(tools)) + TOOLS_OVERHEAD
 
+    def close(self) -> None:
+        """Release network resources (a ``for_endpoint`` counter's HTTP connections)."""
+
     async def acount_text(self, text: str) -> int:
         """``count_text`` for asyncio (a remote counter does not block the loop)."""
         return self.count_text(text)

@@ -141,5 +141,3 @@ def spans(_session_exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExpor
     _session_exporter.clear()
     yield _session_exporter
     _session_exporter.clear()
-
-

@@ -48,8 +48,10 @@ def test_scripted_usage_and_cached_tokens_flow_into_usage_and_cost(
     assert c.cost.total_usd == Decimal("0.000846")
     assert isinstance(c.cost.total_usd, Decimal)
     (attempt,) = c.attempts
-    assert attempt.ok and attempt.error is None
-    assert attempt.usage == c.usage and attempt.cost == c.cost
+    assert attempt.ok
+    assert attempt.error is None
+    assert attempt.usage == c.usage
+    assert attempt.cost == c.cost
     assert attempt.cached_tokens_reported is True
     assert attempt.latency_s > 0
     assert c.raw is not None
@@ -99,11 +101,13 @@ def test_429_with_retry_after_is_retried_after_waiting(
     assert c.text == "ok"
     first, second = _requests(srv)
     assert second.time - first.time >= 0.4  # Retry-After honoured (backoff alone is <= 0.05)
-    assert [a.ok for a in c.attempts] == [True][:0] + [False, True]
+    assert [a.ok for a in c.attempts] == [False, True]
     failed = c.attempts[0]
     assert failed.status_code == 429
-    assert failed.error is not None and "RateLimit" in failed.error
-    assert failed.usage == Usage() and failed.cost.total_usd == 0
+    assert failed.error is not None
+    assert "RateLimit" in failed.error
+    assert failed.usage == Usage()
+    assert failed.cost.total_usd == 0
     assert [a.number for a in c.attempts] == [1, 2]
 
 
@@ -206,7 +210,8 @@ def test_hang_past_the_timeout_is_retried_then_fails_over(
         (True, f"openai/m@{secondary.base_url}"),
     ]
     for failed in c.attempts[:2]:
-        assert failed.error is not None and "Timeout" in failed.error
+        assert failed.error is not None
+        assert "Timeout" in failed.error
         assert 0.4 < failed.latency_s < 2.0
     assert len(_requests(primary)) == 2
 
@@ -248,7 +253,8 @@ def test_failover_to_the_fallback_tier(
 
     assert c.text == "from big"
     assert c.tier == "big"
-    assert c.attempts[-1].tier == "big" and c.attempts[-1].ok
+    assert c.attempts[-1].tier == "big"
+    assert c.attempts[-1].ok
     assert {a.tier for a in c.attempts[:-1]} == {"small"}
     assert not any(a.ok for a in c.attempts[:-1])
     assert _requests(second)[-1].body["model"] == "big-model"
@@ -306,9 +312,11 @@ def test_token_budgets_of_run_and_step_cap_max_tokens(
 def test_a_call_that_cannot_fit_raises_and_never_reaches_the_server(
     zoo: af.ModelZoo, srv: LoopbackServer
 ) -> None:
-    with af.run("tight", budget=Budget(max_usd=Decimal("0.000001"))) as run:
-        with pytest.raises(BudgetExceeded) as info:
-            af.complete(messages=Q)
+    with (
+        af.run("tight", budget=Budget(max_usd=Decimal("0.000001"))) as run,
+        pytest.raises(BudgetExceeded) as info,
+    ):
+        af.complete(messages=Q)
 
     err = info.value
     assert isinstance(err, af.BudgetExceededError)
@@ -316,8 +324,10 @@ def test_a_call_that_cannot_fit_raises_and_never_reaches_the_server(
     assert "tight" in err.budget
     assert err.limit == "max_usd"
     msg = str(err)
-    assert "tight" in msg and "max_usd" in msg
-    assert str(err.asked) in msg and str(err.remaining) in msg
+    assert "tight" in msg
+    assert "max_usd" in msg
+    assert str(err.asked) in msg
+    assert str(err.remaining) in msg
     assert "0.000001" in str(err.remaining)
     assert _requests(srv) == []
     assert run.ledger is not None
@@ -386,11 +396,17 @@ def test_tool_calls_come_back_unchanged(zoo: af.ModelZoo, srv: LoopbackServer) -
     c = af.complete(messages=Q, tools=TOOLS, tool_choice="auto")
 
     wire_calls = [
-        {"id": "call_abc", "type": "function",
-         "function": {"name": "search", "arguments": json.dumps({"q": "Paris"})}},
-        {"id": "call_def", "type": "function",
-         "function": {"name": "search", "arguments": '{"q": "Lyon"}'}},
-    ]  # fmt: skip
+        {
+            "id": "call_abc",
+            "type": "function",
+            "function": {"name": "search", "arguments": json.dumps({"q": "Paris"})},
+        },
+        {
+            "id": "call_def",
+            "type": "function",
+            "function": {"name": "search", "arguments": '{"q": "Lyon"}'},
+        },
+    ]
     assert _requests(srv)[-1].body["tools"] == TOOLS
     assert c.finish_reason == "tool_calls"
     assert c.tool_calls == wire_calls
@@ -398,9 +414,7 @@ def test_tool_calls_come_back_unchanged(zoo: af.ModelZoo, srv: LoopbackServer) -
     assert c.message == {"role": "assistant", "content": None, "tool_calls": wire_calls}
 
 
-def test_tool_call_message_round_trips_to_the_engine(
-    zoo: af.ModelZoo, srv: LoopbackServer
-) -> None:
+def test_tool_call_message_round_trips_to_the_engine(zoo: af.ModelZoo, srv: LoopbackServer) -> None:
     srv.script(Reply(tool_calls=[{"id": "call_abc", "name": "search", "arguments": {"q": "x"}}]))
     c = af.complete(messages=Q, tools=TOOLS)
     follow_up = [*Q, c.message, {"role": "tool", "tool_call_id": "call_abc", "content": "42"}]
@@ -429,9 +443,8 @@ def test_pydantic_response_format_gives_parsed(zoo: af.ModelZoo, srv: LoopbackSe
 
 def test_a_reply_that_does_not_validate_raises(zoo: af.ModelZoo, srv: LoopbackServer) -> None:
     srv.script(Reply(json={"city": 3}, prompt_tokens=10, completion_tokens=4))
-    with af.run("invalid") as run:
-        with pytest.raises(af.ResponseValidationError) as info:
-            af.complete(messages=Q, response_format=City)
+    with af.run("invalid") as run, pytest.raises(af.ResponseValidationError) as info:
+        af.complete(messages=Q, response_format=City)
     err = info.value
     assert isinstance(err, af.AgentflowError)
     assert "City" in str(err)
@@ -457,10 +470,14 @@ def test_low_logprob_confidence_escalates_to_the_next_tier(
     def answer() -> af.Completion:
         return af.complete(messages=Q)
 
-    srv.script(Reply("maybe Lyon", logprobs=[-2.0, -1.0], prompt_tokens=10, completion_tokens=2),
-               model="small-model")  # fmt: skip
-    srv.script(Reply("Paris surely", logprobs=[-0.01, -0.03], prompt_tokens=10,
-                     completion_tokens=2), model="big-model")  # fmt: skip
+    srv.script(
+        Reply("maybe Lyon", logprobs=[-2.0, -1.0], prompt_tokens=10, completion_tokens=2),
+        model="small-model",
+    )
+    srv.script(
+        Reply("Paris surely", logprobs=[-0.01, -0.03], prompt_tokens=10, completion_tokens=2),
+        model="big-model",
+    )
     with af.run("escalate") as run:
         c = answer()
 
@@ -489,8 +506,10 @@ def test_confident_first_answer_does_not_escalate(zoo: af.ModelZoo, srv: Loopbac
 
     srv.script(Reply("Paris", logprobs=[-0.01]))
     c = answer()
-    assert c.tier == "small" and c.confident is True
-    assert len(c.attempts) == 1 and len(_requests(srv)) == 1
+    assert c.tier == "small"
+    assert c.confident is True
+    assert len(c.attempts) == 1
+    assert len(_requests(srv)) == 1
 
 
 def test_unconfident_everywhere_returns_the_best_or_raises(
@@ -507,7 +526,9 @@ def test_unconfident_everywhere_returns_the_best_or_raises(
     srv.script(Reply("a b", logprobs=[-0.5, -0.5]), model="small-model")
     srv.script(Reply("c d", logprobs=[-0.1, -0.1]), model="big-model")
     c = best()
-    assert c.text == "c d" and c.confident is False and len(c.attempts) == 2
+    assert c.text == "c d"
+    assert c.confident is False
+    assert len(c.attempts) == 2
 
     srv.script(Reply("a b", logprobs=[-0.5, -0.5]), model="small-model")
     srv.script(Reply("c d", logprobs=[-0.1, -0.1]), model="big-model")
@@ -545,7 +566,8 @@ def test_verifier_function_scorer(zoo: af.ModelZoo, srv: LoopbackServer) -> None
     srv.script(Reply("Paris"), model="big-model")
     c = answer()
     assert seen == ["Lyon", "Paris"]
-    assert c.text == "Paris" and c.tier == "big"
+    assert c.text == "Paris"
+    assert c.tier == "big"
     assert [a.confidence for a in c.attempts] == [0.0, 1.0]
     # a function scorer does not need logprobs
     assert all("logprobs" not in r.body for r in _requests(srv))
@@ -578,7 +600,8 @@ async def test_async_verifier_scorer_from_an_async_step(
 
     srv.script(Reply("Paris"), model="small-model")
     c = await answer()
-    assert c.tier == "small" and c.confidence == 0.9
+    assert c.tier == "small"
+    assert c.confidence == 0.9
     assert len(_requests(srv)) == 1
 
 
@@ -591,3 +614,76 @@ def test_a_scorer_returning_nonsense_is_a_clear_error(
 
     with pytest.raises(af.ConfigError, match="bool or a float"):
         answer()
+
+
+def test_retry_after_is_capped_by_max_retry_after(srv: LoopbackServer, make_endpoint: Any) -> None:
+    af.configure(
+        zoo=af.ModelZoo(tiers=[af.Tier("small", endpoints=[make_endpoint(srv)])]),
+        retry=af.RetryPolicy(initial_backoff=0.01, max_backoff=0.05, max_retry_after=0.2),
+    )
+    srv.script(Fault.status(429, retry_after=30), Reply("ok"))
+    c = af.complete(messages=Q)
+    first, second = _requests(srv)
+    assert 0.2 <= second.time - first.time < 5
+    assert [a.ok for a in c.attempts] == [False, True]
+
+
+def test_total_retry_time_is_bounded(srv: LoopbackServer, make_endpoint: Any) -> None:
+    af.configure(
+        zoo=af.ModelZoo(tiers=[af.Tier("small", endpoints=[make_endpoint(srv)])]),
+        retry=af.RetryPolicy(initial_backoff=0.01, max_backoff=0.05, max_time=1.0),
+    )
+    srv.script(Fault.status(429, retry_after=5), Reply("too late"))
+    with pytest.raises(af.CallError) as info:
+        af.complete(messages=Q)
+    # waiting 5 s would break the 1 s bound: give up instead of sleeping
+    assert len(info.value.attempts) == 1
+    assert len(_requests(srv)) == 1
+
+
+async def test_async_failover_when_a_replica_is_dead(
+    srv: LoopbackServer, second: LoopbackServer, make_endpoint: Any, fast_retry: af.RetryPolicy
+) -> None:
+    eps, primary, secondary = _replicas(make_endpoint, srv, second)
+    af.configure(zoo=af.ModelZoo(tiers=[af.Tier("small", endpoints=eps)]), retry=fast_retry)
+    primary.stop()
+    secondary.script(Reply("alive"))
+    c = await af.acomplete(messages=Q)
+    assert c.text == "alive"
+    assert c.attempts[-1].ok and not any(a.ok for a in c.attempts[:-1])
+
+
+def test_one_prefix_sticks_to_one_replica(
+    srv: LoopbackServer, second: LoopbackServer, make_endpoint: Any, fast_retry: af.RetryPolicy
+) -> None:
+    eps = [make_endpoint(srv, "m"), make_endpoint(second, "m")]
+    af.configure(zoo=af.ModelZoo(tiers=[af.Tier("small", endpoints=eps)]), retry=fast_retry)
+    system = {"role": "system", "content": "You are a careful research assistant. " * 20}
+    for i in range(6):
+        af.complete(messages=[system, {"role": "user", "content": f"question {i}"}])
+    # the shared prefix lands on one replica, whose KV cache then holds it
+    assert sorted([len(_requests(srv)), len(_requests(second))]) == [0, 6]
+
+
+def test_escalation_stops_at_up_to(zoo: af.ModelZoo, srv: LoopbackServer) -> None:
+    @af.verify(tier="small", escalate=af.Escalate(min_confidence=0.9, up_to="small"))
+    def answer() -> af.Completion:
+        return af.complete(messages=Q)
+
+    srv.script(Reply("unsure", logprobs=[-3.0]))
+    c = answer()
+    assert c.tier == "small" and c.confident is False
+    assert len(_requests(srv)) == 1
+
+
+def test_step_budget_refusal_names_the_step(zoo: af.ModelZoo, srv: LoopbackServer) -> None:
+    @af.tool(name="lookup", budget=Budget(max_calls=1))
+    def lookup() -> None:
+        af.complete(messages=Q)
+        af.complete(messages=Q)
+
+    with pytest.raises(BudgetExceeded) as info:
+        lookup()
+    assert "lookup" in info.value.budget
+    assert info.value.limit == "max_calls"
+    assert len(_requests(srv)) == 1

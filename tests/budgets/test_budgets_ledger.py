@@ -211,6 +211,11 @@ def test_bad_amounts_are_refused_before_anything_is_held(
     assert ledger.in_flight() == Spend()
 
 
+def test_a_usd_limit_below_the_resolution_is_refused() -> None:
+    with pytest.raises(ValueError, match="below the ledger's resolution of 1e-9 USD"):
+        Ledger(Budget(max_usd="0.0000000004"))
+
+
 def test_float_and_str_dollars_are_read_as_written() -> None:
     ledger = Ledger(Budget(max_usd=0.3))
     ledger.settle(ledger.reserve(usd=0.1), usd=0.1, input_tokens=0, output_tokens=0)
@@ -274,7 +279,9 @@ def test_an_error_mid_reserve_leaves_no_hidden_hold() -> None:
 
 def test_redis_refuses_limits_it_cannot_compare_exactly(redis_url: str) -> None:
     backend = RedisBackend(redis_url)
-    with pytest.raises(ValueError, match="max_usd is too large for RedisBackend"):
+    with pytest.raises(
+        ValueError, match=r"max_usd is too large for RedisBackend.*\$9,007,199\.254740991"
+    ):
         Ledger(Budget(max_usd=10**8), backend=backend)  # 1e17 nano-dollars > 2**53
     Ledger(Budget(max_usd=9_000_000), backend=backend)
     backend.close()

@@ -82,6 +82,21 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     running.close()
 
 
+@pytest.fixture
+def counters() -> Iterator[list[TokenCounter]]:
+    """Counters to close after the test (they keep HTTP connections open)."""
+    made: list[TokenCounter] = []
+    yield made
+    for counter in made:
+        counter.close()
+
+
+def remote(made: list[TokenCounter], api_base: str, model: str, **kwargs: Any) -> TokenCounter:
+    counter = TokenCounter.for_endpoint(api_base, model, **kwargs)
+    made.append(counter)
+    return counter
+
+
 MESSAGES = [
     {"role": "system", "content": "be brief"},
     {"role": "user", "content": "count these four words"},
@@ -89,8 +104,10 @@ MESSAGES = [
 
 
 @pytest.mark.parametrize("engine", ["llama-server"], indirect=True)
-def test_llama_server_counts_text_and_templated_chats(engine: Engine) -> None:
-    counter = TokenCounter.for_endpoint(engine.api_base, "smollm2-135m")
+def test_llama_server_counts_text_and_templated_chats(
+    engine: Engine, counters: list[TokenCounter]
+) -> None:
+    counter = remote(counters, engine.api_base, "smollm2-135m")
     assert counter.count_text("the quick brown fox") == 4
     assert counter.method == "remote:/tokenize"
     path, body = engine.requests[0]
@@ -106,8 +123,10 @@ def test_llama_server_counts_text_and_templated_chats(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize("engine", ["vllm"], indirect=True)
-async def test_vllm_counts_chats_with_its_own_template(engine: Engine) -> None:
-    counter = TokenCounter.for_endpoint(engine.api_base, "smollm2-135m")
+async def test_vllm_counts_chats_with_its_own_template(
+    engine: Engine, counters: list[TokenCounter]
+) -> None:
+    counter = remote(counters, engine.api_base, "smollm2-135m")
     assert await counter.acount_text("one two three") == 3
     assert counter.count_messages(MESSAGES) == (2 + 2) + (4 + 2) + 1
     assert [p for p, _ in engine.requests[1:]] == ["/apply-template", "/tokenize"]
@@ -118,8 +137,10 @@ async def test_vllm_counts_chats_with_its_own_template(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize("engine", ["old-llama-server"], indirect=True)
-def test_without_a_chat_template_endpoint_the_fields_are_counted_remotely(engine: Engine) -> None:
-    counter = TokenCounter.for_endpoint(engine.api_base, "smollm2-135m")
+def test_without_a_chat_template_endpoint_the_fields_are_counted_remotely(
+    engine: Engine, counters: list[TokenCounter]
+) -> None:
+    counter = remote(counters, engine.api_base, "smollm2-135m")
     # 3 primer + 3 per message + the 8 words of "system", "be brief", "user", "count these
     # four words" tokenized by the engine in one request
     assert counter.count_messages(MESSAGES) == 3 + 2 * 3 + 8
@@ -131,9 +152,11 @@ def test_without_a_chat_template_endpoint_the_fields_are_counted_remotely(engine
 
 
 @pytest.mark.parametrize("engine", ["broken"], indirect=True)
-def test_a_failing_endpoint_falls_back_to_tiktoken_and_retries_later(engine: Engine) -> None:
+def test_a_failing_endpoint_falls_back_to_tiktoken_and_retries_later(
+    engine: Engine, counters: list[TokenCounter]
+) -> None:
     offline = TokenCounter.for_model("smollm2-135m")
-    counter = TokenCounter.for_endpoint(engine.api_base, "smollm2-135m", retry_after_s=3600)
+    counter = remote(counters, engine.api_base, "smollm2-135m", retry_after_s=3600)
     text = "the engine is down, so tiktoken counts"
     assert counter.count_text(text) == offline.count_text(text)
     assert counter.method == "tiktoken:cl100k_base"
@@ -142,13 +165,13 @@ def test_a_failing_endpoint_falls_back_to_tiktoken_and_retries_later(engine: Eng
     assert counter.count_messages(MESSAGES) == offline.count_messages(MESSAGES)
     assert len(engine.requests) == asked  # not asked again until retry_after_s passes
 
-    eager = TokenCounter.for_endpoint(engine.api_base, "smollm2-135m", retry_after_s=0)
+    eager = remote(counters, engine.api_base, "smollm2-135m", retry_after_s=0)
     eager.count_text(text)
     eager.count_text(text)
     assert len(engine.requests) == asked + 4
 
 
-def test_an_unreachable_endpoint_falls_back() -> None:
-    counter = TokenCounter.for_endpoint("http://127.0.0.1:9/v1", "gpt-4o", timeout=0.5)
+def test_an_unreachable_endpoint_falls_back(counters: list[TokenCounter]) -> None:
+    counter = remote(counters, "http://127.0.0.1:9/v1", "gpt-4o", timeout=0.5)
     assert counter.count_text("hello world") == 2
     assert counter.method == "tiktoken:o200k_base"

@@ -131,3 +131,24 @@ def test_setup_pipeline_never_writes_a_secret(tmp_path: Path) -> None:
     assert text.count("\n") == 2
     assert not [s for s in SECRETS if s in text]
     assert "[REDACTED]" in text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * 200_000,
+        "a=b " * 50_000,
+        "key: " * 40_000,
+        "http://" + "u" * 200_000,
+        "sk-" * 60_000,
+        "Bearer " * 30_000,
+    ],
+    ids=["word", "pairs", "keys", "url", "sk", "bearer"],
+)
+def test_redact_is_linear_on_long_text(text: str) -> None:
+    """A whole 200 kB prompt is redacted quickly (no quadratic backtracking)."""
+    import time
+
+    started = time.perf_counter()
+    tracing.redact(text)
+    assert time.perf_counter() - started < 1.0
