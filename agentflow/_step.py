@@ -244,7 +244,6 @@ def _wrap_async_gen(
     return wrapper
 
 
-Decorator = Callable[[Callable[P, R]], Callable[P, R]]
 
 
 def _make_policy(
@@ -294,7 +293,7 @@ def step(
     escalate: Escalate | None = None,
     prefix_cache: bool = True,
     on_budget: str = "raise",
-) -> Decorator[P, R]: ...
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def step(
     func: Callable[P, R] | None = None,
     /,
@@ -357,7 +356,7 @@ class _Preset:
         escalate: Escalate | None = None,
         prefix_cache: bool = True,
         on_budget: str = "raise",
-    ) -> Decorator[P, R]: ...
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
     def __call__(self, func: Callable[P, R] | None = None, /, **options: Any) -> Any:
         if "kind" in options:
             raise ConfigError(

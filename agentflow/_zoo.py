@@ -121,6 +121,15 @@ class Endpoint(_Model):
             )
         super().__init__(**data)
 
+    @field_validator("pricing", mode="before")
+    @classmethod
+    def _pricing_kind(cls, v: Any) -> Any:
+        # a TOML table rarely says its kind; the fields tell which pricing it is
+        if isinstance(v, Mapping) and "kind" not in v:
+            kind = "gpu_hour" if "usd_per_gpu_hour" in v else "token"
+            return {"kind": kind, **v}
+        return v
+
     @field_validator("api_base")
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
@@ -220,9 +229,9 @@ class ModelZoo(_Model):
                 if t.fallback == t.name:
                     raise ConfigError(f"tier {t.name!r} names itself as fallback")
                 if t.fallback not in names:
-                    raise UnknownTierError(t.fallback, names)
+                    raise UnknownTierError(t.fallback, names, where=f"fallback of tier {t.name!r}")
         if self.default_tier is not None and self.default_tier not in names:
-            raise UnknownTierError(self.default_tier, names)
+            raise UnknownTierError(self.default_tier, names, where="default_tier")
         object.__setattr__(self, "_by_name", {t.name: t for t in self.tiers})
 
     @property

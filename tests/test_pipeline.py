@@ -650,7 +650,8 @@ async def test_async_failover_when_a_replica_is_dead(
     secondary.script(Reply("alive"))
     c = await af.acomplete(messages=Q)
     assert c.text == "alive"
-    assert c.attempts[-1].ok and not any(a.ok for a in c.attempts[:-1])
+    assert c.attempts[-1].ok
+    assert not any(a.ok for a in c.attempts[:-1])
 
 
 def test_one_prefix_sticks_to_one_replica(
@@ -672,7 +673,8 @@ def test_escalation_stops_at_up_to(zoo: af.ModelZoo, srv: LoopbackServer) -> Non
 
     srv.script(Reply("unsure", logprobs=[-3.0]))
     c = answer()
-    assert c.tier == "small" and c.confident is False
+    assert c.tier == "small"
+    assert c.confident is False
     assert len(_requests(srv)) == 1
 
 

@@ -437,3 +437,32 @@ def test_step_span_carries_kind_and_tier(spans: InMemorySpanExporter) -> None:
     assert span.attributes[A.AGENTFLOW_STEP_NAME] == "fetch"
     assert span.attributes[A.AGENTFLOW_STEP_KIND] == "retrieval"
     assert span.attributes[A.AGENTFLOW_TIER] == "small"
+
+
+async def test_abandoned_async_generator_step_ends_its_span_without_error(
+    spans: InMemorySpanExporter,
+) -> None:
+    closed = []
+
+    @af.step(name="aendless")
+    async def endless() -> AsyncIterator[int]:
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.append(True)
+
+    agen = endless()
+    assert [await agen.__anext__() for _ in range(2)] == [0, 1]
+    await agen.aclose()
+    assert closed == [True]
+    (span,) = [s for s in spans.get_finished_spans() if s.name == "aendless"]
+    assert span.status.status_code is not StatusCode.ERROR
+
+
+def test_a_run_cannot_be_entered_twice() -> None:
+    r = af.run("once")
+    with r, pytest.raises(RuntimeError, match="already active"), r:
+        pass

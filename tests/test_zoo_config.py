@@ -448,3 +448,35 @@ def test_api_key_never_in_repr(api_key: str) -> None:
         assert api_key not in text
     # ...but litellm gets it
     assert e.litellm_params()["api_key"] == api_key
+
+
+def test_escalation_ceiling_below_the_steps_tier() -> None:
+    af.configure(
+        zoo=af.ModelZoo(
+            tiers=[af.Tier("small", endpoints=[_ep()]), af.Tier("big", endpoints=[_ep()])]
+        )
+    )
+    with pytest.raises(af.ConfigError, match="up_to") as info:
+
+        @af.verify(tier="big", escalate=af.Escalate(up_to="small"))
+        def check() -> None: ...
+
+    assert "check" in str(info.value)
+
+
+def test_unknown_tier_for_one_call(srv: LoopbackServer, zoo: af.ModelZoo) -> None:
+    with pytest.raises(af.UnknownTierError, match=r"'huge'.*'small', 'big'"):
+        af.complete(messages=[{"role": "user", "content": "hi"}], tier="huge")
+    assert srv.requests == []
+
+
+def test_pricing_dict_without_a_kind() -> None:
+    """A pricing table without ``kind`` is per-token pricing, or a message naming the kinds."""
+    try:
+        e = af.Endpoint(model="openai/m", pricing={"input_per_mtok": 1, "output_per_mtok": 2})
+    except af.ConfigError as err:
+        msg = str(err)
+        assert "'token'" in msg or '"token"' in msg, msg
+        assert "gpu_hour" in msg, msg
+    else:
+        assert isinstance(e.pricing, TokenPricing)
