@@ -244,8 +244,6 @@ def _wrap_async_gen(
     return wrapper
 
 
-
-
 def _make_policy(
     func: Callable[..., Any],
     *,
