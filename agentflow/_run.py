@@ -117,6 +117,14 @@ class Run:
                 tier.add(attempt.usage, attempt.cost, **kwargs)
         self.totals.add(attempt.usage, attempt.cost, **kwargs)
 
+    @property
+    def trace_id(self) -> str | None:
+        """The run's OpenTelemetry trace id (32 hex digits), to find it in a backend."""
+        if self._span is None:
+            return None
+        ctx = self._span.get_span_context()
+        return f"{ctx.trace_id:032x}" if ctx.is_valid else None
+
     def report(self) -> str:
         """A text table: spent vs. limit, then per step and tier: calls, tokens, cost."""
         return render_report(self)

@@ -263,7 +263,7 @@ def _make_policy(
     if tier is not None and (not isinstance(tier, str) or not tier):
         raise ConfigError(f"tier must be a tier name, got {tier!r}")
     policy = StepPolicy(
-        name=name or getattr(func, "__qualname__", None) or repr(func),
+        name=name or getattr(func, "__name__", None) or repr(func),
         kind=check_kind(kind),
         tier=tier,
         budget=budget,

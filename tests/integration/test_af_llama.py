@@ -98,9 +98,6 @@ def test_decorated_steps_account_to_run(zoo: af.ModelZoo) -> None:
     with af.run("steps") as run:
         plan("Plan a cheap agent.")
         asyncio.run(check("Is it cheap?"))
-    assert set(run.steps) == {
-        "test_decorated_steps_account_to_run.<locals>.plan",
-        "test_decorated_steps_account_to_run.<locals>.check",
-    }
+    assert set(run.steps) == {"plan", "check"}
     assert run.totals.calls == 2
     assert sum((s.usage for s in run.steps.values()), Usage()) == run.usage
