@@ -26,9 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="agentflow", description="Cheap agentic workflows with visible costs."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from agentflow._calibrate import add_parser as add_calibrate
+    from agentflow._report_cli import add_parser as add_report
     from agentflow.local import add_cli_parser
 
     add_cli_parser(sub)
+    add_calibrate(sub)
+    add_report(sub)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)
     return parser
