@@ -56,8 +56,8 @@ def ledgers_for(ctx: Context) -> list[Ledger]:
         from agentflow._context import current_run
 
         run = current_run.get()
-    if run is not None and run.ledger is not None:
-        ledgers.append(run.ledger)
+    if run is not None:
+        ledgers.extend(lg for lg in (run.ledger, run.tenant_ledger) if lg is not None)
     return ledgers
 
 

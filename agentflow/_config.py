@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentflow._errors import ConfigError, NotConfiguredError
+from agentflow._errors import BudgetExceededError, ConfigError, NotConfiguredError
 from agentflow._policy import RetryPolicy
 from agentflow._zoo import ModelZoo, read_toml
+from budgets import Budget, Ledger, LedgerBackend, MemoryBackend
 
 if TYPE_CHECKING:
     from agentflow._step import StepPolicy
@@ -35,9 +36,30 @@ class Config:
     zoo: ModelZoo | None = None
     cache_dir: Path = field(default_factory=_default_cache_dir)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    tenant_budget: Budget | None = None
+    ledger_backend: LedgerBackend | None = None
+
+    def tenant_ledger(self, user_id: str | None) -> Ledger | None:
+        """The ledger of ``user_id``'s tenant budget (shared by all its runs), if any."""
+        if self.tenant_budget is None or user_id is None:
+            return None
+        global _shared_backend
+        backend = self.ledger_backend
+        if backend is None:
+            if _shared_backend is None:
+                _shared_backend = MemoryBackend()
+            backend = _shared_backend
+        return Ledger(
+            self.tenant_budget,
+            name=f"tenant {user_id!r} budget",
+            backend=backend,
+            key=f"tenant:{user_id}",
+            error=BudgetExceededError,
+        )
 
 
 _lock = threading.Lock()
+_shared_backend: LedgerBackend | None = None
 _config: Config | None = None
 # every decorated step, so configure() can check their tier names
 _steps: weakref.WeakSet[StepPolicy] = weakref.WeakSet()
@@ -62,8 +84,14 @@ def configure(
     path: str | Path | None = None,
     cache_dir: str | Path | None = None,
     retry: RetryPolicy | None = None,
+    tenant_budget: Budget | None = None,
+    ledger_backend: LedgerBackend | None = None,
 ) -> Config:
     """Set the model zoo (and optionally the cache directory and retry policy).
+
+    ``tenant_budget`` (e.g. ``Budget(max_usd=5, window=timedelta(days=1))``) applies to
+    every run with that ``user_id``, across runs, in ``ledger_backend`` (in memory by
+    default; a ``budgets.RedisBackend`` shares it across machines).
 
     Every step decorated so far is checked against the zoo: a step naming a tier the zoo
     does not have fails here, with the valid names in the message.
@@ -85,6 +113,12 @@ def configure(
         updates["cache_dir"] = Path(cache_dir).expanduser()
     if retry is not None:
         updates["retry"] = retry
+    if tenant_budget is not None:
+        if not isinstance(tenant_budget, Budget):
+            raise ConfigError("tenant_budget must be a budgets.Budget")
+        updates["tenant_budget"] = tenant_budget
+    if ledger_backend is not None:
+        updates["ledger_backend"] = ledger_backend
     new = replace(base, **updates)
     if new.zoo is not None:
         for policy in list(_steps):

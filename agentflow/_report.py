@@ -35,9 +35,10 @@ def render_report(run: Run) -> str:
         f"run {run.name!r}: {t.calls} calls, {t.usage.total_tokens} tokens "
         f"({_cached_share(t)} of prompt cached), {_usd(t.cost.total_usd)}"
     ]
-    if run.ledger is not None and run.budget is not None:
-        spent = run.ledger.spent()
-        b = run.budget
+    for ledger in (run.ledger, run.tenant_ledger):
+        if ledger is None:
+            continue
+        spent, b = ledger.spent(), ledger.budget
         limits: list[tuple[str, Decimal | int | None, Decimal | int]] = [
             ("max_usd", b.max_usd, spent.usd),
             ("max_input_tokens", b.max_input_tokens, spent.input_tokens),
@@ -47,7 +48,7 @@ def render_report(run: Run) -> str:
         for label, limit, used in limits:
             if limit is not None:
                 share = 100 * Decimal(used) / Decimal(limit)
-                lines.append(f"  budget {label}: spent {used} of {limit} ({share:.1f}%)")
+                lines.append(f"  {ledger.name} {label}: spent {used} of {limit} ({share:.1f}%)")
     header = ["step", "kind", "tier", "calls", "prompt", "cached", "completion", "cost", "time"]
     rows = [header]
     for summary in run.steps.values():

@@ -14,6 +14,7 @@ from opentelemetry import trace
 
 import tracing
 from agentflow._completion import Attempt
+from agentflow._config import get_config
 from agentflow._context import StepFrame, Totals, current_run
 from agentflow._errors import BudgetExceededError
 from agentflow._report import render_report
@@ -74,6 +75,7 @@ class Run:
         if ledger is None and budget is not None:
             ledger = Ledger(budget, name=f"run {name!r} budget", error=BudgetExceededError)
         self.ledger = ledger
+        self.tenant_ledger = get_config().tenant_ledger(user_id)
         self.totals = Totals()
         self.attempts: list[Attempt] = []
         self.steps: dict[str, StepSummary] = {}
