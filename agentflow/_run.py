@@ -219,7 +219,3 @@ def run(
     return Run(
         name, budget=budget, user_id=user_id, session_id=session_id, metadata=metadata, tags=tags
     )
-
-
-def active_run() -> Run | None:
-    return current_run.get()
