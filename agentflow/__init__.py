@@ -12,6 +12,7 @@ call, retry, escalation and cache hit becomes an OpenTelemetry span with its cos
         return af.complete(messages=[{"role": "user", "content": question}]).text
 """
 
+import importlib
 from typing import Any
 
 from agentflow._api import acomplete, aembed, complete, embed
@@ -20,14 +21,18 @@ from agentflow._config import Config, configure, get_config
 from agentflow._errors import (
     AgentflowError,
     BudgetExceededError,
+    CacheBackendError,
+    CacheKeyError,
     CallError,
     ConfigError,
     LocalServerError,
     NotConfiguredError,
     ResponseValidationError,
+    ScorerError,
     UnknownStepKindError,
     UnknownTierError,
 )
+from agentflow._layout import static
 from agentflow._policy import STEP_KINDS, CachePolicy, Escalate, RetryPolicy
 from agentflow._run import Run, StepSummary, run
 from agentflow._step import StepPolicy, plan, retrieve, step, tool, verify
@@ -40,6 +45,8 @@ __all__ = [
     "AsyncCompletionStream",
     "Attempt",
     "BudgetExceededError",
+    "CacheBackendError",
+    "CacheKeyError",
     "CachePolicy",
     "CallError",
     "Completion",
@@ -55,6 +62,7 @@ __all__ = [
     "ResponseValidationError",
     "RetryPolicy",
     "Run",
+    "ScorerError",
     "StepPolicy",
     "StepSummary",
     "Tier",
@@ -70,10 +78,15 @@ __all__ = [
     "plan",
     "retrieve",
     "run",
+    "static",
     "step",
     "tool",
     "verify",
 ]
+
+
+# subpackages loaded on first use, so ``import agentflow`` stays fast
+_SUBPACKAGES = frozenset({"cache", "local", "routing", "scorers", "testing"})
 
 
 def __getattr__(name: str) -> Any:
@@ -81,4 +94,6 @@ def __getattr__(name: str) -> Any:
         from agentflow._version import VERSION
 
         return VERSION
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"agentflow.{name}")
     raise AttributeError(f"module 'agentflow' has no attribute {name!r}")

@@ -55,20 +55,28 @@ def price(endpoint: Endpoint, usage: Usage) -> Cost:
 
 
 def start_attempt_span(
-    endpoint: Endpoint, tier: str, number: int, level: int, operation: str = "chat"
+    endpoint: Endpoint,
+    tier: str,
+    number: int,
+    level: int,
+    operation: str = "chat",
+    *,
+    routed_by: str | None = None,
 ) -> trace.Span:
     embedding = operation == "embeddings"
+    attributes: dict[str, Any] = {
+        SpanAttributes.OPENINFERENCE_SPAN_KIND: "EMBEDDING" if embedding else "LLM",
+        SpanAttributes.LLM_MODEL_NAME: endpoint.span_model,
+        A.GEN_AI_REQUEST_MODEL: endpoint.span_model,
+        A.AGENTFLOW_TIER: tier,
+        A.AGENTFLOW_ENDPOINT: endpoint.id,
+        A.AGENTFLOW_ATTEMPT: number,
+        A.AGENTFLOW_ESCALATION_LEVEL: level,
+    }
+    if routed_by is not None:
+        attributes[A.AGENTFLOW_ROUTE_ROUTER] = routed_by
     return _tracer.start_span(
-        f"{'embeddings' if embedding else 'chat'} {endpoint.span_model}",
-        attributes={
-            SpanAttributes.OPENINFERENCE_SPAN_KIND: "EMBEDDING" if embedding else "LLM",
-            SpanAttributes.LLM_MODEL_NAME: endpoint.span_model,
-            A.GEN_AI_REQUEST_MODEL: endpoint.span_model,
-            A.AGENTFLOW_TIER: tier,
-            A.AGENTFLOW_ENDPOINT: endpoint.id,
-            A.AGENTFLOW_ATTEMPT: number,
-            A.AGENTFLOW_ESCALATION_LEVEL: level,
-        },
+        f"{'embeddings' if embedding else 'chat'} {endpoint.span_model}", attributes=attributes
     )
 
 

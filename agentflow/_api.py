@@ -2,7 +2,11 @@
 
 They take litellm's arguments (messages, tools, response_format, temperature,
 max_tokens, logprobs, ...). Inside a step they follow the step's policy; outside any
-step, the zoo's default tier. ``tier=`` picks a tier for this one call.
+step, the zoo's default tier. ``tier=`` picks a tier for this one call (``"auto"``: the
+router's choice); ``cache=`` switches the response cache for this one call: ``"bypass"``
+(neither read nor write), ``"refresh"`` (do not read; store the new answer), litellm's
+``{"no-cache": True, "no-store": True, "ttl": 60}``, or ``"exact"``/``"semantic"`` to
+cache a call outside a cached step.
 """
 
 from __future__ import annotations
@@ -10,11 +14,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
-from agentflow._accounting import end_attempt_span, normalise_usage, price
 from agentflow._budgeting import BudgetGate
 from agentflow._completion import Completion, Embedding
 from agentflow._drivers import arun_plan, run_plan
-from agentflow._pipeline import Context, Slot, answer_at_tier, plan_completion
+from agentflow._pipeline import (
+    Context,
+    answer_at_tier,
+    embedding_context,
+    plan_completion,
+    run_embedding,
+)
 from agentflow._stream import AsyncCompletionStream, CompletionStream, StreamState
 
 __all__ = ["acomplete", "aembed", "complete", "embed"]
@@ -84,44 +93,19 @@ async def acomplete(
     return await arun_plan(ctx, plan_completion(ctx))
 
 
-def _embed_success(slot: Slot) -> Embedding:
-    response = slot.outcome.response
-    usage, _ = normalise_usage(getattr(response, "usage", None))
-    cost = price(slot.endpoint, usage)
-    slot.gate.settle(slot.reservations, usage, cost)
-    attempt = slot.attempt(usage, cost, False)
-    slot.record(attempt)
-    end_attempt_span(slot.span, attempt, slot.endpoint, params=slot.params, operation="embeddings")
-    data = getattr(response, "data", None) or []
-    vectors = [list(d["embedding"] if isinstance(d, dict) else d.embedding) for d in data]
-    return Embedding(
-        vectors=vectors,
-        tier=slot.tier,
-        model=slot.endpoint.span_model,
-        endpoint=slot.endpoint.id,
-        usage=usage,
-        cost=cost,
-        attempts=list(slot.ctx.attempts),
-        raw=response,
-    )
-
-
 def _embed_context(input: str | Sequence[str], tier: str | None, params: dict[str, Any]) -> Context:
     texts = [input] if isinstance(input, str) else list(input)
-    params["input"] = texts
-    # token counting and prefix routing read messages; embeddings have only inputs
-    messages = [{"role": "user", "content": t} for t in texts]
-    return Context.build(messages, params, tier, operation="embeddings")
+    return embedding_context(texts, tier, params)
 
 
 def embed(input: str | Sequence[str], *, tier: str | None = None, **params: Any) -> Embedding:
     """Embed text(s) through the same tiers, pricing, budgets and spans as completions."""
     ctx = _embed_context(input, tier, params)
-    return run_plan(ctx, answer_at_tier(ctx, BudgetGate(ctx), ctx.tier, 0, _embed_success))
+    return run_plan(ctx, run_embedding(ctx))
 
 
 async def aembed(
     input: str | Sequence[str], *, tier: str | None = None, **params: Any
 ) -> Embedding:
     ctx = _embed_context(input, tier, params)
-    return await arun_plan(ctx, answer_at_tier(ctx, BudgetGate(ctx), ctx.tier, 0, _embed_success))
+    return await arun_plan(ctx, run_embedding(ctx))

@@ -141,13 +141,19 @@ class BudgetGate:
         return params, list(zip(self.ledgers, reservations, strict=True))
 
     def trim(self) -> bool:
-        """Drop the oldest non-system message (never the last one); False if none left."""
+        """Drop the oldest conversation turn (never a system message, never the last
+        message; static documents only once no other turn is left); False if none left."""
+        from agentflow._layout import stable_messages
+
         msgs = self.ctx.messages
-        for i, m in enumerate(msgs[:-1]):
-            if m.get("role") not in ("system", "developer"):
-                del msgs[i]
-                self._prompt.clear()
-                return True
+        stable = {id(m) for m in stable_messages(msgs)}
+        droppable = [
+            i for i, m in enumerate(msgs[:-1]) if m.get("role") not in ("system", "developer")
+        ]
+        for i in sorted(droppable, key=lambda i: (id(msgs[i]) in stable, i)):
+            del msgs[i]
+            self._prompt.clear()
+            return True
         return False
 
     def settle(self, reservations: Reservations, usage: Usage, cost: Cost) -> None:

@@ -43,6 +43,8 @@ class Completion:
 
     ``usage`` and ``cost`` are those of the accepted answer's attempt; ``total_usage``
     and ``total_cost`` add every attempt (retries and escalations are paid for too).
+    A cache hit has ``cache_hit=True``, zero usage and cost, and (semantic hits)
+    ``cache_similarity``.
     """
 
     text: str
@@ -61,6 +63,7 @@ class Completion:
     parsed: Any = None
     raw: Any = None
     latency_s: float = 0.0
+    cache_similarity: float | None = None
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:

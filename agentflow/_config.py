@@ -38,6 +38,9 @@ class Config:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     tenant_budget: Budget | None = None
     ledger_backend: LedgerBackend | None = None
+    cache_backend: Any = None
+    embedder: Any = None
+    router: Any = None
 
     def tenant_ledger(self, user_id: str | None) -> Ledger | None:
         """The ledger of ``user_id``'s tenant budget (shared by all its runs), if any."""
@@ -86,12 +89,21 @@ def configure(
     retry: RetryPolicy | None = None,
     tenant_budget: Budget | None = None,
     ledger_backend: LedgerBackend | None = None,
+    cache_backend: Any = None,
+    embedder: Any = None,
+    router: Any = None,
 ) -> Config:
     """Set the model zoo (and optionally the cache directory and retry policy).
 
     ``tenant_budget`` (e.g. ``Budget(max_usd=5, window=timedelta(days=1))``) applies to
     every run with that ``user_id``, across runs, in ``ledger_backend`` (in memory by
     default; a ``budgets.RedisBackend`` shares it across machines).
+
+    ``cache_backend``: where the exact response cache lives: ``"disk"`` (the default,
+    diskcache under ``cache_dir``), ``"memory"``, a ``redis://`` URL (shared across
+    machines) or an ``agentflow.cache`` store. ``embedder``: the semantic cache's default
+    embedder (a zoo tier name or a function ``list[str] -> list[vector]``). ``router``:
+    what picks the tier of steps with ``tier="auto"`` (an ``agentflow.routing`` router).
 
     Every step decorated so far is checked against the zoo: a step naming a tier the zoo
     does not have fails here, with the valid names in the message.
@@ -119,10 +131,25 @@ def configure(
         updates["tenant_budget"] = tenant_budget
     if ledger_backend is not None:
         updates["ledger_backend"] = ledger_backend
+    if cache_backend is not None:
+        updates["cache_backend"] = cache_backend
+    if embedder is not None:
+        if not (callable(embedder) or isinstance(embedder, str)):
+            raise ConfigError("embedder must be a zoo tier name or a function texts -> vectors")
+        updates["embedder"] = embedder
+    if router is not None:
+        if not callable(getattr(router, "choose", None)):
+            raise ConfigError(
+                "router must have choose(messages, *, kind, tiers) -> tier name; "
+                "see agentflow.routing.RuleRouter"
+            )
+        updates["router"] = router
     new = replace(base, **updates)
     if new.zoo is not None:
         for policy in list(_steps):
             policy.check(new.zoo)
+        if isinstance(new.embedder, str):
+            new.zoo.check_tier(new.embedder)
     with _lock:
         _config = new
     return new

@@ -22,10 +22,13 @@ if TYPE_CHECKING:
     from agentflow._step import StepPolicy
     from budgets import Ledger
 
-__all__ = ["StepFrame", "Totals", "current_run", "current_step"]
+__all__ = ["StepFrame", "Totals", "current_run", "current_step", "in_scorer"]
 
 current_run: ContextVar[Run | None] = ContextVar("agentflow_run", default=None)
 current_step: ContextVar[StepFrame | None] = ContextVar("agentflow_step", default=None)
+# set while a scorer runs: calls it makes (a judge, extra samples) skip the step's
+# escalation, cache and auto-routing, so scoring never recurses; they are still paid
+in_scorer: ContextVar[bool] = ContextVar("agentflow_in_scorer", default=False)
 
 
 @dataclass

@@ -8,6 +8,10 @@
     ├── CallError                   a model call failed after retries and failover
     ├── ResponseValidationError     a reply did not validate against response_format
     ├── BudgetExceededError         also a budgets.BudgetExceeded
+    ├── CacheKeyError               a request part cannot be serialised into a cache key
+    ├── CacheBackendError           a cache backend is down or refused (the call goes on
+    │                               without the cache, with a warning)
+    ├── ScorerError                 a scorer raised (only when the step says raise)
     └── LocalServerError            a local llama-server failed to install or start
 
 Messages say what was expected, what came, and what to do.
@@ -22,11 +26,14 @@ from budgets import BudgetExceeded
 __all__ = [
     "AgentflowError",
     "BudgetExceededError",
+    "CacheBackendError",
+    "CacheKeyError",
     "CallError",
     "ConfigError",
     "LocalServerError",
     "NotConfiguredError",
     "ResponseValidationError",
+    "ScorerError",
     "UnknownStepKindError",
     "UnknownTierError",
 ]
@@ -92,3 +99,28 @@ class BudgetExceededError(AgentflowError, BudgetExceeded):
 
 class LocalServerError(AgentflowError, RuntimeError):
     """A local llama-server could not be installed or started."""
+
+
+class CacheKeyError(AgentflowError, TypeError):
+    """A part of the request cannot be serialised into a cache key.
+
+    ``part`` names it (``messages[2].content``, ``tools``, ``response_format``...).
+    """
+
+    def __init__(self, part: str, value: object, reason: str = "") -> None:
+        self.part = part
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"cannot build a cache key: {part} is a {type(value).__name__}, which has no "
+            f"canonical JSON form{why}. Pass JSON-compatible values (str, numbers, lists, "
+            "dicts, a pydantic model class for response_format) or turn the cache off for "
+            "this step (cache=None)."
+        )
+
+
+class CacheBackendError(AgentflowError, RuntimeError):
+    """A cache backend failed; the pipeline goes on without the cache and warns."""
+
+
+class ScorerError(AgentflowError):
+    """A scorer raised and the step's escalation says ``on_scorer_error="raise"``."""

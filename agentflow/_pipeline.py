@@ -1,9 +1,11 @@
-"""The call pipeline as one plan: route → budget → call (retry, failover) → score → account.
+"""The call pipeline as one plan: route → budget → cache → call (retry, failover) → score
+→ account.
 
-The plan is a generator that never does I/O itself: it yields ``Call`` (send this request
-to this endpoint), ``Sleep`` (back off) and ``Score`` (run the step's scorer) and gets the
-outcome sent back. ``_drivers`` runs it synchronously or under asyncio, so the logic of
-retries, failover, budgets and escalation exists once.
+The plan is a generator that never performs a model call itself: it yields ``Call`` (send
+this request to this endpoint), ``Sleep`` (back off), ``Score`` (run the step's scorer)
+and ``Embed`` (run an embedding function for the semantic cache) and gets the outcome
+sent back. ``_drivers`` runs it synchronously or under asyncio, so the logic of routing,
+retries, failover, budgets, caching and escalation exists once.
 """
 
 from __future__ import annotations
@@ -25,14 +27,24 @@ from agentflow._accounting import (
     start_attempt_span,
 )
 from agentflow._budgeting import BudgetGate, Reservations
-from agentflow._completion import Attempt, Completion
+from agentflow._caching import CacheStage, Embed
+from agentflow._completion import Attempt, Completion, Embedding
 from agentflow._config import get_config, get_zoo
-from agentflow._context import StepFrame, current_step
-from agentflow._errors import BudgetExceededError, CallError, ConfigError
+from agentflow._context import StepFrame, current_step, in_scorer
+from agentflow._errors import (
+    BudgetExceededError,
+    CallError,
+    ConfigError,
+    ScorerError,
+    UnknownTierError,
+)
+from agentflow._layout import arrange
 from agentflow._litellm import classify, retry_after, status_code
-from agentflow._policy import Escalate, RetryPolicy
+from agentflow._policy import CacheControl, Escalate, RetryPolicy, cache_control
 from agentflow._response import build_completion
 from agentflow._routing import candidates
+from agentflow._scoring import needs_logprobs
+from agentflow._step import AUTO
 from agentflow._zoo import Endpoint, ModelZoo
 from budgets import Cost, Usage
 
@@ -41,14 +53,19 @@ T = TypeVar("T")
 __all__ = [
     "Call",
     "Context",
+    "Embed",
     "Outcome",
     "Score",
+    "ScoreFailed",
     "Sleep",
     "Slot",
     "answer_at_tier",
     "chat_success",
+    "embed_success",
+    "embedding_context",
     "plan_completion",
     "record_failure",
+    "run_embedding",
 ]
 
 
@@ -56,6 +73,7 @@ __all__ = [
 class Call:
     endpoint: Endpoint
     params: dict[str, Any]
+    ctx: Context | None = None
 
 
 @dataclass(slots=True)
@@ -67,6 +85,16 @@ class Sleep:
 class Score:
     escalate: Escalate
     completion: Completion
+    messages: list[dict[str, Any]] = field(default_factory=list)  # the request, for judges
+
+
+@dataclass(slots=True)
+class ScoreFailed:
+    """What the driver sends back when the scorer raised (``fatal``: it returned something
+    that is not a score, a bug that is raised whatever the step says)."""
+
+    error: BaseException
+    fatal: bool = False
 
 
 @dataclass(slots=True)
@@ -76,7 +104,7 @@ class Outcome:
     latency_s: float = 0.0
 
 
-Instruction = Call | Sleep | Score
+Instruction = Call | Sleep | Score | Embed
 
 
 @dataclass
@@ -94,7 +122,9 @@ class Context:
     on_budget: str
     operation: str = "chat"
     attempts: list[Attempt] = field(default_factory=list)
-    end_span: Callable[[float | None], None] | None = None
+    end_span: Callable[[float | None, BaseException | None], None] | None = None
+    cache: CacheControl | None = None
+    routed_by: str | None = None
 
     @classmethod
     def build(
@@ -107,14 +137,32 @@ class Context:
         zoo = get_zoo()
         frame = current_step.get()
         policy = frame.policy if frame is not None else None
+        scoring = in_scorer.get()  # calls a scorer makes: no escalation, cache or routing
         if messages is None:
             raise ConfigError("af.complete needs messages=[{'role': 'user', 'content': ...}]")
-        msgs = [dict(m) for m in messages]
+        cache_arg = params.pop("cache", None)
+        if cache_arg is not None and operation != "chat":
+            raise ConfigError(
+                "cache= applies to af.complete without stream=True; streamed and embedding "
+                "calls are never served from the response cache"
+            )
+        prefix_cache = policy.prefix_cache if policy else True
+        if prefix_cache:
+            msgs, params = arrange(messages, params)
+        else:
+            msgs = [{k: v for k, v in m.items() if k != "static"} for m in messages]
         chosen = tier or (policy.tier if policy else None) or zoo.default.name
+        routed_by = None
+        if chosen == AUTO:
+            if scoring:
+                chosen = zoo.default.name
+            else:
+                chosen, routed_by = _route(zoo, msgs, policy)
         zoo.check_tier(chosen)
-        escalate = policy.escalate if policy and operation == "chat" else None
-        if escalate is not None and isinstance(escalate.scorer, str):
-            params.setdefault("logprobs", True)  # the logprob scorers need them
+        escalate = policy.escalate if policy and operation == "chat" and not scoring else None
+        if escalate is not None and needs_logprobs(escalate.scorer):
+            params.setdefault("logprobs", True)  # the scorer reads token logprobs
+        step_cache = policy.cache if policy is not None and not scoring else None
         return cls(
             zoo=zoo,
             frame=frame,
@@ -123,16 +171,18 @@ class Context:
             tier=chosen,
             escalate=escalate,
             retry=get_config().retry,
-            prefix_cache=policy.prefix_cache if policy else True,
+            prefix_cache=prefix_cache,
             on_budget=policy.on_budget if policy else "raise",
             operation=operation,
+            cache=cache_control(step_cache, cache_arg) if operation == "chat" else None,
+            routed_by=routed_by,
         )
 
-    def finish_span(self, confidence: float | None) -> None:
+    def finish_span(self, confidence: float | None, error: BaseException | None = None) -> None:
         """End the last attempt's span, now that its confidence is known."""
         end, self.end_span = self.end_span, None
         if end is not None:
-            end(confidence)
+            end(confidence, error)
 
     @property
     def step_name(self) -> str | None:
@@ -151,7 +201,38 @@ class Context:
         return ladder
 
 
+def _route(zoo: ModelZoo, messages: list[dict[str, Any]], policy: Any) -> tuple[str, str]:
+    """``tier="auto"``: ask the step's router (else the configured one) for a tier."""
+    router = (policy.router if policy is not None else None) or get_config().router
+    where = f"step {policy.name!r}" if policy is not None else "af.complete"
+    if router is None:
+        raise ConfigError(
+            f"{where} uses tier='auto' but no router is set: pass router= to the step or "
+            "af.configure(router=...) (e.g. agentflow.routing.RuleRouter)"
+        )
+    kind = policy.kind if policy is not None else "generic"
+    choice = router.choose(messages, kind=kind, tiers=tuple(zoo.names))
+    name = type(router).__name__
+    if choice not in zoo.names:
+        raise UnknownTierError(str(choice), zoo.names, where=f"{where}: router {name}")
+    return choice, name
+
+
 def plan_completion(ctx: Context) -> Generator[Instruction, Any, Completion]:
+    """Serve from the cache, else answer and store; the answer climbs while the scorer is
+    not satisfied."""
+    cache = CacheStage.open(ctx)
+    if cache is not None:
+        hit = yield from cache.lookup()
+        if hit is not None:
+            return hit
+    completion = yield from _climb(ctx)
+    if cache is not None:
+        cache.save(completion)
+    return completion
+
+
+def _climb(ctx: Context) -> Generator[Instruction, Any, Completion]:
     """Answer at the step's tier; climb while the scorer is not satisfied."""
     ladder = ctx.ladder()
     best: Completion | None = None
@@ -162,12 +243,7 @@ def plan_completion(ctx: Context) -> Generator[Instruction, Any, Completion]:
         completion = yield from _answer_within_budget(ctx, gate, tier_name, level)
         if ctx.escalate is None:
             return _finish(ctx, completion, None)
-        try:
-            confidence = yield Score(ctx.escalate, completion)
-        except BaseException:
-            ctx.finish_span(None)
-            raise
-        ctx.finish_span(confidence)
+        confidence = yield from _score(ctx, ctx.escalate, completion)
         completion.confidence = confidence
         _mark_confidence(ctx, confidence)
         if best is None or (confidence or 0.0) > (best.confidence or 0.0):
@@ -183,6 +259,35 @@ def plan_completion(ctx: Context) -> Generator[Instruction, Any, Completion]:
             ctx.attempts,
         )
     return _finish(ctx, best, False)
+
+
+def _score(
+    ctx: Context, escalate: Escalate, completion: Completion
+) -> Generator[Instruction, Any, float | None]:
+    """Run the scorer; a scorer that raises makes the answer unconfident (the error is
+    recorded on the attempt's span) unless the step says ``on_scorer_error="raise"``."""
+    try:
+        result = yield Score(escalate, completion, ctx.messages)
+    except BaseException:
+        ctx.finish_span(None, None)
+        raise
+    if isinstance(result, ScoreFailed):
+        err = result.error
+        ctx.finish_span(None, err)
+        if result.fatal:
+            raise err
+        if escalate.on_scorer_error == "raise":
+            raise ScorerError(
+                f"the scorer of step {ctx.step_name!r} raised {type(err).__name__}: {err}; "
+                "fix the scorer, or use on_scorer_error='unconfident' to treat it as a "
+                "low-confidence answer"
+            ) from err
+        ctx.attempts[-1] = replace(
+            ctx.attempts[-1], error=tracing.redact(f"scorer {type(err).__name__}: {err}")
+        )
+        return None
+    ctx.finish_span(result, None)
+    return result  # type: ignore[no-any-return]  # finish_score gave float | None
 
 
 def _answer_within_budget(
@@ -282,7 +387,7 @@ def chat_success(slot: Slot) -> Completion:
         raise
     slot.record(attempt)
 
-    def end_span(confidence: float | None = None) -> None:
+    def end_span(confidence: float | None = None, error: BaseException | None = None) -> None:
         end_attempt_span(
             slot.span,
             replace(attempt, confidence=confidence),
@@ -292,6 +397,7 @@ def chat_success(slot: Slot) -> Completion:
             output_message=completion.message,
             output_text=completion.text,
             finish_reason=completion.finish_reason,
+            error=error,
         )
 
     if slot.ctx.escalate is None:
@@ -320,9 +426,11 @@ def answer_at_tier(
         while True:
             number = len(ctx.attempts) + 1
             params, reservations = gate.reserve(endpoint, tier.name)
-            span = start_attempt_span(endpoint, tier.name, number, level, ctx.operation)
+            span = start_attempt_span(
+                endpoint, tier.name, number, level, ctx.operation, routed_by=ctx.routed_by
+            )
             with trace.use_span(span, end_on_exit=False):
-                outcome: Outcome = yield Call(endpoint, params)
+                outcome: Outcome = yield Call(endpoint, params, ctx)
             slot = Slot(
                 ctx, gate, tier.name, endpoint, params, reservations, span, number, level, outcome
             )
@@ -381,3 +489,37 @@ def record_failure(slot: Slot, err: BaseException, usage: Usage | None = None) -
         error=err,
         operation=slot.ctx.operation,
     )
+
+
+def embed_success(slot: Slot) -> Embedding:
+    """An embeddings answer came back: settle, account, and build the Embedding."""
+    response = slot.outcome.response
+    usage, _ = normalise_usage(getattr(response, "usage", None))
+    cost = price(slot.endpoint, usage)
+    slot.gate.settle(slot.reservations, usage, cost)
+    attempt = slot.attempt(usage, cost, False)
+    slot.record(attempt)
+    end_attempt_span(slot.span, attempt, slot.endpoint, params=slot.params, operation="embeddings")
+    data = getattr(response, "data", None) or []
+    vectors = [list(d["embedding"] if isinstance(d, dict) else d.embedding) for d in data]
+    return Embedding(
+        vectors=vectors,
+        tier=slot.tier,
+        model=slot.endpoint.span_model,
+        endpoint=slot.endpoint.id,
+        usage=usage,
+        cost=cost,
+        attempts=list(slot.ctx.attempts),
+        raw=response,
+    )
+
+
+def embedding_context(texts: list[str], tier: str | None, params: dict[str, Any]) -> Context:
+    params["input"] = texts
+    # token counting and prefix routing read messages; embeddings have only inputs
+    messages = [{"role": "user", "content": t} for t in texts]
+    return Context.build(messages, params, tier, operation="embeddings")
+
+
+def run_embedding(ctx: Context) -> Generator[Instruction, Any, Embedding]:
+    return (yield from answer_at_tier(ctx, BudgetGate(ctx), ctx.tier, 0, embed_success))

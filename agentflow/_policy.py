@@ -13,11 +13,13 @@ from agentflow._errors import ConfigError, UnknownStepKindError
 
 __all__ = [
     "STEP_KINDS",
+    "CacheControl",
     "CachePolicy",
     "Escalate",
     "OnBudget",
     "RetryPolicy",
     "StepKind",
+    "cache_control",
     "check_kind",
     "coerce_cache",
 ]
@@ -42,31 +44,69 @@ def check_on_budget(value: str) -> OnBudget:
     return value  # type: ignore[return-value]  # checked against the Literal's values above
 
 
+Scope = Literal["user", "session", "global"] | Callable[[Any], str]
+Embedder = str | Callable[[list[str]], Any]
+CacheText = Callable[[list[dict[str, Any]]], str]
+
+
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
     """How a step reuses answers.
 
-    ``kind``: ``"exact"`` (the canonical request) or ``"semantic"`` (embedding
-    similarity above ``threshold``). ``scope="user"`` partitions by the run's user, so
-    tenants never share answers; ``"global"`` shares across users.
+    ``kind``: ``"exact"`` (the canonical request: tier, messages, tools, tool_choice,
+    response_format, sampling parameters, step and tenant scope) or ``"semantic"``
+    (embedding similarity of the step's cache text above ``threshold``).
+
+    ``scope``: whose answers may be reused. ``"user"`` (the default) partitions by the
+    run's ``user_id``, so tenants never share answers; ``"session"`` by ``session_id``;
+    ``"global"`` shares across everyone; a function ``run -> str`` names an explicit
+    partition (it receives the current ``af.Run`` or None).
+
+    ``ttl``: seconds an answer stays valid (None: until evicted). ``allow_tool_calls``
+    caches answers that call tools; ``allow_sampled`` caches calls with temperature > 0.
+    ``embedder`` (semantic only): a zoo tier with an embeddings endpoint, or a function
+    ``list[str] -> list[vector]`` (sync or async); None uses ``af.configure(embedder=...)``.
+    ``text``: what the semantic cache embeds (default: the last user message).
     """
 
     kind: Literal["exact", "semantic"] = "exact"
     threshold: float = 0.95
     ttl: float | None = None
-    scope: Literal["user", "session", "global"] = "user"
+    scope: Scope = "user"
     allow_tool_calls: bool = False
     allow_sampled: bool = False
+    embedder: Embedder | None = None
+    text: CacheText | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("exact", "semantic"):
             raise ConfigError(f"cache kind {self.kind!r} is unknown; use 'exact' or 'semantic'")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"cache threshold must be in [0, 1], got {self.threshold}")
-        if self.ttl is not None and self.ttl <= 0:
-            raise ConfigError(f"cache ttl must be a positive number of seconds, got {self.ttl}")
-        if self.scope not in ("user", "session", "global"):
-            raise ConfigError(f"cache scope {self.scope!r} is unknown; use user, session or global")
+        if not isinstance(self.threshold, int | float) or not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(
+                f"cache threshold must be a cosine similarity in [0, 1], got {self.threshold!r}"
+            )
+        if self.ttl is not None and (not isinstance(self.ttl, int | float) or self.ttl <= 0):
+            raise ConfigError(f"cache ttl must be a positive number of seconds, got {self.ttl!r}")
+        if not callable(self.scope) and self.scope not in ("user", "session", "global"):
+            raise ConfigError(
+                f"cache scope {self.scope!r} is unknown; use 'user', 'session', 'global' or a "
+                "function run -> partition name"
+            )
+        if self.embedder is not None and not (
+            callable(self.embedder) or (isinstance(self.embedder, str) and self.embedder)
+        ):
+            raise ConfigError(
+                "embedder must be a zoo tier name or a function list[str] -> list[vector]"
+            )
+        if self.text is not None and not callable(self.text):
+            raise ConfigError("text must be a function messages -> str")
+
+
+_CACHE_HELP = (
+    "use 'exact', 'semantic', af.CachePolicy(...) or None on a step; per call also "
+    "'bypass' (neither read nor write), 'refresh' (do not read, write the new answer) or "
+    "litellm's {'no-cache': bool, 'no-store': bool, 'ttl': seconds}"
+)
 
 
 def coerce_cache(cache: str | CachePolicy | bool | None) -> CachePolicy | None:
@@ -76,10 +116,41 @@ def coerce_cache(cache: str | CachePolicy | bool | None) -> CachePolicy | None:
         return cache
     if cache in ("exact", "semantic"):
         return CachePolicy(kind=cache)
-    raise ConfigError(
-        f"cache={cache!r} is not a cache policy; use 'exact', 'semantic', "
-        "af.CachePolicy(...) or None"
-    )
+    raise ConfigError(f"cache={cache!r} is not a cache policy; {_CACHE_HELP}")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    """One call's cache switches: read the cache? write the answer? with which ttl?"""
+
+    policy: CachePolicy | None
+    read: bool = True
+    write: bool = True
+    ttl: float | None = None
+
+
+def cache_control(step_policy: CachePolicy | None, value: Any) -> CacheControl:
+    """Combine the step's policy with a per-call ``cache=`` argument."""
+    if value is None:
+        return CacheControl(step_policy)
+    if value is False or value == "bypass":
+        return CacheControl(step_policy, read=False, write=False)
+    if value == "refresh":
+        return CacheControl(step_policy, read=False)
+    if isinstance(value, dict):
+        unknown = set(value) - {"no-cache", "no-store", "ttl", "s-maxage"}
+        if unknown:
+            raise ConfigError(f"unknown cache option(s) {sorted(unknown)}; {_CACHE_HELP}")
+        ttl = value.get("ttl")
+        if ttl is not None and (not isinstance(ttl, int | float) or ttl <= 0):
+            raise ConfigError(f"cache ttl must be a positive number of seconds, got {ttl!r}")
+        return CacheControl(
+            step_policy,
+            read=not value.get("no-cache", False),
+            write=not value.get("no-store", False),
+            ttl=ttl,
+        )
+    return CacheControl(coerce_cache(value))
 
 
 Scorer = str | Callable[..., Any]
@@ -88,29 +159,43 @@ Scorer = str | Callable[..., Any]
 @dataclass(frozen=True, slots=True)
 class Escalate:
     """Confidence escalation: a cheap tier answers; below ``min_confidence`` the request
-    climbs the zoo's order, up to ``up_to`` (default: the strongest tier)."""
+    climbs the zoo's order, up to ``up_to`` (default: the strongest tier).
+
+    ``scorer``: ``"logprob"`` (mean token probability), ``"logprob_min"``, a function
+    (sync or async) taking the ``Completion`` and returning a float in [0, 1] or a bool,
+    or a scorer from ``agentflow.scorers`` (schema, judge, agreement, combinations).
+    ``max_attempts`` caps the tiers tried. When no tier is confident,
+    ``on_unconfident="return"`` gives the best answer flagged ``confident=False``;
+    ``"raise"`` raises ``CallError``. A scorer that raises makes the answer unconfident
+    (the error is recorded on its span) unless ``on_scorer_error="raise"``.
+    """
 
     min_confidence: float = 0.8
     scorer: Scorer = "logprob"
     up_to: str | None = None
     max_attempts: int | None = None
     on_unconfident: Literal["return", "raise"] = "return"
+    on_scorer_error: Literal["unconfident", "raise"] = "unconfident"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.min_confidence <= 1.0:
+        if (
+            isinstance(self.min_confidence, bool)
+            or not isinstance(self.min_confidence, int | float)
+            or not 0.0 <= self.min_confidence <= 1.0
+        ):
             raise ConfigError(
-                f"min_confidence must be in [0, 1], got {self.min_confidence}; "
+                f"min_confidence must be in [0, 1], got {self.min_confidence!r}; "
                 "it is compared with a probability-like score"
             )
-        if isinstance(self.scorer, str) and self.scorer not in ("logprob", "logprob_min"):
-            raise ConfigError(
-                f"unknown scorer {self.scorer!r}; use 'logprob', 'logprob_min' or a function "
-                "taking the Completion and returning a float in [0, 1] or a bool"
-            )
+        from agentflow._scoring import check_scorer
+
+        check_scorer(self.scorer)
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ConfigError(f"max_attempts must be at least 1, got {self.max_attempts}")
         if self.on_unconfident not in ("return", "raise"):
             raise ConfigError("on_unconfident must be 'return' or 'raise'")
+        if self.on_scorer_error not in ("unconfident", "raise"):
+            raise ConfigError("on_scorer_error must be 'unconfident' or 'raise'")
 
 
 @dataclass(frozen=True, slots=True)

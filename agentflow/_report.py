@@ -1,4 +1,5 @@
-"""``run.report()``: spent vs. limit, then per step and tier: calls, tokens, cost."""
+"""``run.report()``: spent vs. limit, cache savings, then per step and tier: calls, cache
+hits, tokens, cost and what the cache saved."""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ def _cached_share(t: Totals) -> str:
     if not t.usage.prompt_tokens:
         return "-"
     return f"{100 * t.usage.cached_prompt_tokens / t.usage.prompt_tokens:.0f}%"
+
+
+def _hit_rate(t: Totals) -> str:
+    if not t.calls:
+        return "-"
+    return f"{t.cache_hits} ({100 * t.cache_hits / t.calls:.0f}%)"
 
 
 def _row(cells: list[str], widths: list[int]) -> str:
@@ -49,7 +56,24 @@ def render_report(run: Run) -> str:
             if limit is not None:
                 share = 100 * Decimal(used) / Decimal(limit)
                 lines.append(f"  {ledger.name} {label}: spent {used} of {limit} ({share:.1f}%)")
-    header = ["step", "kind", "tier", "calls", "prompt", "cached", "completion", "cost", "time"]
+    if t.cache_hits:
+        lines.append(
+            f"  response cache: {_hit_rate(t)} of calls answered from the cache, "
+            f"saved {_usd(t.saved_usd)}"
+        )
+    header = [
+        "step",
+        "kind",
+        "tier",
+        "calls",
+        "cache hits",
+        "prompt",
+        "cached",
+        "completion",
+        "cost",
+        "saved",
+        "time",
+    ]
     rows = [header]
     for summary in run.steps.values():
         for tier, tt in sorted(summary.tiers.items()) or [("-", summary.totals)]:
@@ -59,10 +83,12 @@ def render_report(run: Run) -> str:
                     summary.kind,
                     tier,
                     str(tt.calls),
+                    _hit_rate(tt),
                     str(tt.usage.prompt_tokens),
                     _cached_share(tt),
                     str(tt.usage.completion_tokens),
                     _usd(tt.cost.total_usd),
+                    _usd(tt.saved_usd),
                     f"{tt.latency_s:.2f}s",
                 ]
             )

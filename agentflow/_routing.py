@@ -1,9 +1,13 @@
 """Stage 1, route: the tier's replicas in the order to try them, then its fallbacks.
 
-With ``prefix_cache`` on, the stable prefix of the prompt (leading system messages and
-tool schemas) picks the replica by rendezvous hashing: the same prefix lands on the same
-replica, whose KV cache then holds it; when that replica fails the next in the
-rendezvous order takes over, and other prefixes spread across all replicas.
+With ``prefix_cache`` on, the stable prefix of the prompt (leading system messages,
+static-marked messages and tool schemas) picks the replica by rendezvous hashing: the
+same prefix lands on the same replica, whose KV cache then holds it; when that replica
+fails the next in the rendezvous order takes over, and other prefixes spread across all
+replicas. A load guard keeps one hot prefix from drowning its replica: when the
+preferred replica has far more requests in flight than the others, the request goes to
+the next replica in rendezvous order that is not overloaded (see ``overloaded``). With
+``prefix_cache`` off, replicas take turns (round-robin).
 """
 
 from __future__ import annotations
@@ -11,24 +15,88 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from agentflow._layout import stable_messages
 from agentflow._zoo import Endpoint, ModelZoo, Tier
 
-__all__ = ["candidates", "prefix_key", "rendezvous"]
+__all__ = [
+    "LOAD_GUARD_FACTOR",
+    "LOAD_GUARD_MIN",
+    "InFlight",
+    "candidates",
+    "inflight",
+    "overloaded",
+    "prefix_key",
+    "rendezvous",
+]
+
+LOAD_GUARD_MIN = 4
+"""In-flight requests a replica always takes for its prefixes before any spill.
+
+A serving engine batches concurrent requests (llama-server's slots, vLLM's continuous
+batching): a few more in flight slow each one a little, while a request sent elsewhere
+pays the whole prefill of its prefix again. Below 4 the cache hit is worth more than
+the queue, so the prefix stays pinned.
+"""
+
+LOAD_GUARD_FACTOR = 2.0
+"""How many times the mean load of the other replicas a replica may carry (plus one)
+before it counts as overloaded.
+
+A prefix cache hit saves most of the prefill of a long prompt, not its decode: pinning
+is worth up to about twice the queue of the others. Past that, waiting costs more than
+recomputing the prefix elsewhere, and the spilled replica then caches the prefix too,
+so later spills get cheaper. The mean is taken over the *other* replicas: with two
+replicas, a mean that counted the hot one itself (L ≥ 2·L/2 + 1) would never trip.
+"""
 
 _round_robin = itertools.count()
 
 
+class InFlight:
+    """Requests in flight per endpoint id, process-wide and thread-safe.
+
+    The drivers call ``begin`` before every HTTP call and ``end`` after it (in a
+    ``finally``). The count is this process's view: several processes each guard the
+    load they put on a replica.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def begin(self, endpoint_id: str) -> None:
+        with self._lock:
+            self._counts[endpoint_id] = self._counts.get(endpoint_id, 0) + 1
+
+    def end(self, endpoint_id: str) -> None:
+        with self._lock:
+            n = self._counts.get(endpoint_id, 0) - 1
+            if n > 0:
+                self._counts[endpoint_id] = n
+            else:  # never below zero, and idle endpoints leave no entry behind
+                self._counts.pop(endpoint_id, None)
+
+    def count(self, endpoint_id: str) -> int:
+        return self._counts.get(endpoint_id, 0)
+
+    def counts(self, endpoint_ids: Sequence[str]) -> list[int]:
+        """The counts of several endpoints, read together."""
+        with self._lock:
+            return [self._counts.get(e, 0) for e in endpoint_ids]
+
+
+inflight = InFlight()
+"""The process-wide in-flight counter the router's load guard reads."""
+
+
 def prefix_key(messages: Sequence[Mapping[str, Any]], tools: Any = None) -> str:
-    """A hash of the prompt's stable prefix: leading system messages and tool schemas."""
-    stable: list[Any] = []
-    for m in messages:
-        if m.get("role") in ("system", "developer"):
-            stable.append(m.get("content"))
-        else:
-            break
+    """A hash of the prompt's stable prefix: leading system messages, static-marked
+    messages and tool schemas (the same before and after ``arrange``)."""
+    stable: list[Any] = [[m.get("role"), m.get("content")] for m in stable_messages(messages)]
     if not stable and messages:
         # no system prompt: the first message's opening stands in for the prefix
         stable.append(str(messages[0].get("content"))[:256])
@@ -47,14 +115,31 @@ def rendezvous(key: str, endpoints: Sequence[Endpoint]) -> list[Endpoint]:
     return sorted(endpoints, key=weight, reverse=True)
 
 
+def overloaded(loads: Sequence[int], i: int) -> bool:
+    """Whether replica ``i`` carries too much of the tier's in-flight load:
+    at least ``max(LOAD_GUARD_MIN, LOAD_GUARD_FACTOR × mean of the others + 1)``."""
+    others = len(loads) - 1
+    mean = (sum(loads) - loads[i]) / others if others else 0.0
+    return loads[i] >= max(LOAD_GUARD_MIN, LOAD_GUARD_FACTOR * mean + 1)
+
+
 def _ordered(tier: Tier, key: str | None) -> list[Endpoint]:
     eps = list(tier.endpoints)
     if len(eps) == 1:
         return eps
-    if key is not None:
-        return rendezvous(key, eps)
-    start = next(_round_robin) % len(eps)
-    return eps[start:] + eps[:start]
+    if key is None:
+        start = next(_round_robin) % len(eps)
+        return eps[start:] + eps[:start]
+    order = rendezvous(key, eps)
+    loads = inflight.counts([e.id for e in order])
+    if not overloaded(loads, 0):
+        return order
+    for i in range(1, len(order)):
+        if not overloaded(loads, i):
+            # spill to the first replica that is not overloaded; the preferred one stays
+            # next, then the rest of the rendezvous order, for failover
+            return [order[i], *order[:i], *order[i + 1 :]]
+    return order  # every replica is busy: stay where the cache is
 
 
 def candidates(

@@ -33,7 +33,9 @@ from agentflow._policy import (
 from agentflow._zoo import ModelZoo
 from budgets import Budget, Ledger
 
-__all__ = ["StepPolicy", "plan", "retrieve", "step", "tool", "verify"]
+__all__ = ["AUTO", "StepPolicy", "plan", "retrieve", "step", "tool", "verify"]
+
+AUTO = "auto"  # tier="auto": a router picks the tier per request
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,6 +55,7 @@ class StepPolicy:
     escalate: Escalate | None = None
     prefix_cache: bool = True
     on_budget: OnBudget = "raise"
+    router: Any = None
 
     def __post_init__(self) -> None:
         self.attributes = tracing.step_attributes(
@@ -62,11 +65,21 @@ class StepPolicy:
     def check(self, zoo: ModelZoo) -> None:
         """Fail now, naming this step, if a tier it names is not in the zoo."""
         where = f"step {self.name!r}"
-        for name in (self.tier, self.escalate.up_to if self.escalate else None):
+        from agentflow._scoring import scorer_tiers
+
+        embedder = self.cache.embedder if self.cache else None
+        tier = None if self.tier == AUTO else self.tier
+        judges = scorer_tiers(self.escalate.scorer) if self.escalate else ()
+        for name in (
+            tier,
+            self.escalate.up_to if self.escalate else None,
+            embedder if isinstance(embedder, str) else None,
+            *judges,
+        ):
             if name is not None and name not in zoo.names:
                 raise UnknownTierError(name, zoo.names, where=where)
         up_to = self.escalate.up_to if self.escalate else None
-        if up_to and self.tier and zoo.index(up_to) < zoo.index(self.tier):
+        if up_to and tier and zoo.index(up_to) < zoo.index(tier):
             raise ConfigError(
                 f"{where}: escalate up_to={up_to!r} is below the step's tier "
                 f"{self.tier!r}; the zoo's order is {list(zoo.names)}"
@@ -255,13 +268,23 @@ def _make_policy(
     escalate: Escalate | None,
     prefix_cache: bool,
     on_budget: str,
+    router: Any = None,
 ) -> StepPolicy:
     if budget is not None and not isinstance(budget, Budget):
         raise ConfigError(f"budget must be a budgets.Budget, got {type(budget).__name__}")
     if escalate is not None and not isinstance(escalate, Escalate):
         raise ConfigError(f"escalate must be an af.Escalate, got {type(escalate).__name__}")
     if tier is not None and (not isinstance(tier, str) or not tier):
-        raise ConfigError(f"tier must be a tier name, got {tier!r}")
+        raise ConfigError(f"tier must be a tier name or 'auto', got {tier!r}")
+    if router is not None:
+        if not callable(getattr(router, "choose", None)):
+            raise ConfigError(
+                "router must have choose(messages, *, kind, tiers) -> tier name; "
+                "see agentflow.routing.RuleRouter"
+            )
+        if tier not in (None, AUTO):
+            raise ConfigError(f"router= picks the tier, so use tier='auto' (got tier={tier!r})")
+        tier = AUTO
     policy = StepPolicy(
         name=name or getattr(func, "__name__", None) or repr(func),
         kind=check_kind(kind),
@@ -271,6 +294,7 @@ def _make_policy(
         escalate=escalate,
         prefix_cache=bool(prefix_cache),
         on_budget=check_on_budget(on_budget),
+        router=router,
     )
     register_step(policy)
     return policy
@@ -291,6 +315,7 @@ def step(
     escalate: Escalate | None = None,
     prefix_cache: bool = True,
     on_budget: str = "raise",
+    router: Any = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def step(
     func: Callable[P, R] | None = None,
@@ -304,11 +329,18 @@ def step(
     escalate: Escalate | None = None,
     prefix_cache: bool = True,
     on_budget: str = "raise",
+    router: Any = None,
 ) -> Any:  # the overloads above give the precise types
     """Decorate an agent step: ``@af.step(kind="tool", tier="specialist", budget=...)``.
 
     ``af.complete`` inside the step follows this policy. A tier the zoo does not have
     fails here if the zoo is configured, else when ``af.configure`` runs.
+
+    ``tier="auto"`` lets a router pick the tier per request (``router=`` here, else
+    ``af.configure(router=...)``); ``cache="exact"``/``"semantic"`` or an
+    ``af.CachePolicy`` reuses answers; ``escalate=af.Escalate(...)`` climbs the zoo when
+    an answer is not confident; ``prefix_cache`` (on by default) lays prompts out
+    stable-part-first and pins each prefix to one replica.
     """
 
     def decorate(f: Callable[P, R]) -> Callable[P, R]:
@@ -322,6 +354,7 @@ def step(
             escalate=escalate,
             prefix_cache=prefix_cache,
             on_budget=on_budget,
+            router=router,
         )
         wrapped = _wrap(f, policy)
         wrapped.__agentflow_step__ = policy  # type: ignore[attr-defined]  # for introspection
@@ -354,6 +387,7 @@ class _Preset:
         escalate: Escalate | None = None,
         prefix_cache: bool = True,
         on_budget: str = "raise",
+        router: Any = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
     def __call__(self, func: Callable[P, R] | None = None, /, **options: Any) -> Any:
         if "kind" in options:

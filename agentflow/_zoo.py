@@ -224,6 +224,11 @@ class ModelZoo(_Model):
                 f"duplicate tier names {dupes}; each tier needs its own name "
                 "(put replicas of one model in one tier's endpoints list)"
             )
+        if "auto" in names:
+            raise ConfigError(
+                "a tier cannot be named 'auto': tier='auto' asks a router to pick a tier; "
+                "rename that tier"
+            )
         for t in self.tiers:
             if t.fallback is not None:
                 if t.fallback == t.name:

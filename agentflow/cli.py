@@ -2,6 +2,8 @@
 
 agentflow serve-local --replicas 2      start local llama-server replicas
 agentflow serve-local --install-only    build/install llama-server and the models
+agentflow route train --data outcomes.jsonl --out router.json
+agentflow route eval --data outcomes.jsonl --plot curve.png
 agentflow version
 """
 
@@ -28,11 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from agentflow._calibrate import add_parser as add_calibrate
     from agentflow._report_cli import add_parser as add_report
+    from agentflow._route_cli import add_parser as add_route
     from agentflow.local import add_cli_parser
 
     add_cli_parser(sub)
     add_calibrate(sub)
     add_report(sub)
+    add_route(sub)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)
     return parser

@@ -23,7 +23,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agentflow as af
-from agentflow import _config
+from agentflow import _caching, _config
+from agentflow.cache._degrade import backend_warnings
 from agentflow.testing import LoopbackServer
 from budgets import TokenPricing
 
@@ -90,9 +91,14 @@ def fast_retry() -> af.RetryPolicy:
 
 
 @pytest.fixture(autouse=True)
-def _clean_config() -> Iterator[None]:
-    """No test sees another's zoo, nor a step another test decorated with its own tiers."""
+def _clean_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test sees another's zoo, nor a step another test decorated with its own tiers,
+    nor an answer another test cached (each test gets its own AGENTFLOW_CACHE_DIR)."""
     _config.reset()
+    _caching.reset_stores()
+    backend_warnings.reset()
+    cache_before = os.environ.get("AGENTFLOW_CACHE_DIR")
+    os.environ["AGENTFLOW_CACHE_DIR"] = str(tmp_path_factory.mktemp("agentflow-cache"))
     steps_before = set(_config._steps)
     env_before = os.environ.get("AGENTFLOW_CONFIG")
     yield
@@ -101,6 +107,11 @@ def _clean_config() -> Iterator[None]:
         _config._steps.discard(policy)
     if env_before is None:
         os.environ.pop("AGENTFLOW_CONFIG", None)
+    _caching.reset_stores()
+    if cache_before is None:
+        os.environ.pop("AGENTFLOW_CACHE_DIR", None)
+    else:
+        os.environ["AGENTFLOW_CACHE_DIR"] = cache_before
 
 
 @pytest.fixture
@@ -141,3 +152,24 @@ def spans(_session_exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExpor
     _session_exporter.clear()
     yield _session_exporter
     _session_exporter.clear()
+
+
+# -- Redis ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on a free loopback port, for the whole session. Without
+    redis-server this skips locally and FAILS when ``CI`` is set."""
+    from tests.budgets._redis_server import RedisServer, RedisServerUnavailable
+
+    try:
+        server = RedisServer().start()
+    except RedisServerUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set, so the Redis tests must run, but: {exc}")
+        pytest.skip(f"{exc} (with CI set, this is a failure, not a skip)")
+    try:
+        yield server.url
+    finally:
+        server.stop()

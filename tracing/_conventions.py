@@ -38,6 +38,7 @@ __all__ = [
     "AGENTFLOW_COST_TOTAL_USD",
     "AGENTFLOW_ENDPOINT",
     "AGENTFLOW_ESCALATION_LEVEL",
+    "AGENTFLOW_ROUTE_ROUTER",
     "AGENTFLOW_RUN_NAME",
     "AGENTFLOW_STEP_KIND",
     "AGENTFLOW_STEP_NAME",
@@ -126,6 +127,7 @@ AGENTFLOW_TTFT_S: Final = "agentflow.ttft_s"
 AGENTFLOW_CACHE_HIT: Final = "agentflow.cache.hit"
 AGENTFLOW_CACHE_KIND: Final = "agentflow.cache.kind"
 AGENTFLOW_CACHE_SIMILARITY: Final = "agentflow.cache.similarity"
+AGENTFLOW_ROUTE_ROUTER: Final = "agentflow.route.router"  # who chose a tier="auto" tier
 AGENTFLOW_COST_SAVED_USD: Final = "agentflow.cost.saved_usd"
 AGENTFLOW_COST_INPUT_USD: Final = "agentflow.cost.input_usd"
 AGENTFLOW_COST_CACHED_INPUT_USD: Final = "agentflow.cost.cached_input_usd"

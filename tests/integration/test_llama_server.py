@@ -116,7 +116,9 @@ def test_same_long_prefix_hits_the_prefix_cache(llama_servers: list[LlamaServer]
     assert first["usage"]["prompt_tokens"] >= 700
     cold = first["usage"].get("prompt_tokens_details", {}).get("cached_tokens", 0)
     warm = second["usage"]["prompt_tokens_details"]["cached_tokens"]
-    assert cold == 0
+    # the server is shared by the session: a previous prompt may share the chat
+    # template's first tokens, never this long prefix
+    assert cold < 50
     assert warm > 0
     assert warm >= first["usage"]["prompt_tokens"] - 20  # everything up to the question
 
