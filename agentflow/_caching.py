@@ -326,7 +326,7 @@ class CacheStage:
             saved_usd=saved,
             model=completion.model,
             similarity=similarity,
-            endpoint=completion.endpoint,
+            endpoint=attempt.endpoint,  # "cache:exact": no replica served it
         )
         attrs[A.AGENTFLOW_TIER] = completion.tier
         attrs[A.AGENTFLOW_ATTEMPT] = attempt.number

@@ -58,6 +58,8 @@ class Group:
 
     calls: int = 0
     errors: int = 0
+    cache_hits: int = 0
+    saved: list[float] = field(default_factory=list)
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
@@ -84,6 +86,9 @@ class Group:
         attrs = span.attributes
         self.calls += 1
         self.errors += int(span.error)
+        if attrs.get(A.AGENTFLOW_CACHE_HIT) is True:
+            self.cache_hits += 1
+            self.saved.append(_float(attrs.get(A.AGENTFLOW_COST_SAVED_USD)))
         self.prompt_tokens += _int(attrs.get(OI.LLM_TOKEN_COUNT_PROMPT))
         self.cached_tokens += _int(attrs.get(OI.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_READ))
         self.completion_tokens += _int(attrs.get(OI.LLM_TOKEN_COUNT_COMPLETION))
@@ -299,10 +304,12 @@ def _run_name(span: SpanRecord) -> str:
 
 COLUMNS: Final = (
     "calls",
+    "cache hits",
     "prompt tok",
     "cached",
     "completion tok",
     "cost USD",
+    "saved USD",
     "p50 ms",
     "p99 ms",
     "errors",
@@ -320,10 +327,12 @@ def _ms(value: float | None) -> str:
 def _cells(group: Group) -> list[str]:
     return [
         str(group.calls),
+        str(group.cache_hits),
         str(group.prompt_tokens),
         f"{group.cached_share:.0%}",
         str(group.completion_tokens),
         format_usd(group.cost_usd),
+        format_usd(math.fsum(group.saved)),
         _ms(group.percentile_ms(50)),
         _ms(group.percentile_ms(99)),
         str(group.errors),

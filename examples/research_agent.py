@@ -7,7 +7,9 @@
 Four decorated steps — plan, retrieve (over the documents in examples/docs/), a tool call
 and a verification — share one long system prompt, so the engine's prefix cache serves it
 after the first call on each replica. The agent prints, per step: tier, endpoint, tokens
-(cached share), latency and cost, then the run's totals and its report.
+(cached share), latency and cost, then the run's totals and its report. Then the same
+question is asked again: the plan and retrieval steps have the exact response cache, so
+their answers come back from it at no cost and reach no replica.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import math
 import re
 import sys
+import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -49,7 +52,7 @@ def ask(user: str, **params: Any) -> af.Completion:
     return af.complete(messages=messages, temperature=0.0, **params)
 
 
-@af.plan(tier="specialist", budget=Budget(max_output_tokens=96))
+@af.plan(tier="specialist", budget=Budget(max_output_tokens=96), cache="exact")
 def make_plan(question: str) -> str:
     return ask(
         f"List two short search queries that would help answer: {question}", max_tokens=48
@@ -62,7 +65,7 @@ def _score(query: str, text: str) -> float:
     return sum(1 for w in found if w in words) / math.sqrt(len(found) + 1)
 
 
-@af.retrieve(tier="specialist")
+@af.retrieve(tier="specialist", cache="exact")
 def retrieve(question: str, plan: str) -> str:
     docs = {p.stem: p.read_text() for p in sorted(DOCS.glob("*.md"))}
     best = max(docs, key=lambda name: _score(question + " " + plan, docs[name]))
@@ -144,6 +147,8 @@ def _row(step: str, run: af.Run) -> str:
     latency = sum(a.latency_s for a in attempts)
     tiers = ",".join(sorted({a.tier for a in attempts}))
     endpoints = ",".join(sorted({a.endpoint.rsplit(":", 1)[-1] for a in attempts}))
+    if all(a.cache_hit for a in attempts):
+        endpoints = "cache"
     share = f"{100 * cached / prompt:.0f}%" if prompt else "-"
     return (
         f"{step:<11} {tiers:<11} :{endpoints:<11} {prompt:>6} {share:>6} {completion:>5} "
@@ -172,7 +177,10 @@ def main() -> int:
             servers = stack.enter_context(serve_local("smollm2", replicas=args.replicas))
             bases, model = [s.base_url for s in servers], "openai/" + servers[0].alias
             print(f"ready in {time.perf_counter() - t0:.1f}s: {', '.join(bases)}")
+        # a fresh response cache per demo run, so the first run below is never a replay
+        cache_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="agentflow-demo-"))
         af.configure(
+            cache_dir=cache_dir,
             zoo=af.ModelZoo(
                 tiers=[
                     af.Tier(
@@ -183,7 +191,7 @@ def main() -> int:
                         ],
                     )
                 ]
-            )
+            ),
         )
 
         question = args.question
@@ -193,6 +201,9 @@ def main() -> int:
             figure = price_tool(2.50, 1500)
             final = answer(question, context, figure)
             confidence = verify(question, final)
+        with af.run("research (asked again)", budget=Budget(max_usd=0.01), user_id="demo") as again:
+            plan_again = make_plan(question)
+            context_again = retrieve(question, plan_again)
 
     print(f"\nquestion:   {question}\nplan:       {plan.strip()}\nretrieved:  {context.strip()}")
     print(f"tool:       {figure}\nanswer:     {final.strip()}\nconfidence: {confidence:.2f}\n")
@@ -210,6 +221,12 @@ def main() -> int:
         f"{t.latency_s:.2f}s in model calls, ${t.cost.total_usd:.8f}"
     )
     print("\n" + run.report())
+    print(f"\nasked again: plan and retrieval from the response cache ({args.jsonl} has the hits)")
+    for step in again.steps:
+        print(_row(step, again))
+    assert plan_again == plan
+    assert context_again == context
+    print("\n" + again.report())
     providers.shutdown()
     print(f"\nspans written to {args.jsonl}")
     return 0

@@ -122,18 +122,20 @@ def test_report_tables_from_real_span_file(
     total = _report_cli.format_usd(float(run.cost.total_usd))
     assert total == "0.00018000"  # 150 in × $1/M + 15 out × $2/M
 
-    # columns: calls, prompt tok, cached, completion tok, cost USD, p50, p99, errors
-    calls, prompt, _, completion, cost, _, _, errors = _row(out, "run", "agent")
+    # columns: calls, cache hits, prompt tok, cached, completion tok, cost USD, saved USD,
+    # p50, p99, errors
+    calls, hits, prompt, _, completion, cost, saved, _, _, errors = _row(out, "run", "agent")
     assert (calls, prompt, completion, cost, errors) == ("3", "150", "15", total, "1")
+    assert (hits, saved) == ("0", "0.00000000")
     plan = _row(out, "step", "plan")
-    assert (plan[0], plan[4], plan[7]) == ("2", "0.00012000", "1")  # the 500, then the answer
+    assert (plan[0], plan[5], plan[9]) == ("2", "0.00012000", "1")  # the 500, then the answer
     lookup = _row(out, "step", "lookup")
-    assert (lookup[0], lookup[2], lookup[4], lookup[7]) == ("1", "40%", "0.00006000", "0")
+    assert (lookup[0], lookup[3], lookup[5], lookup[9]) == ("1", "40%", "0.00006000", "0")
     tier = _row(out, "tier", "specialist")
-    assert (tier[0], tier[4], tier[7]) == ("3", total, "1")
+    assert (tier[0], tier[5], tier[9]) == ("3", total, "1")
     (endpoint_line,) = [line for line in out.splitlines() if line.startswith("openai/m@")]
     assert endpoint_line.split()[1] == "3"
-    assert endpoint_line.split()[5] == total
+    assert endpoint_line.split()[6] == total
 
 
 def test_report_html_and_by(
@@ -199,3 +201,38 @@ def test_report_malformed_and_missing_file(
 def test_report_needs_a_source(capsys: pytest.CaptureFixture[str]) -> None:
     assert _report() == 1
     assert "give a JSONL span file" in capsys.readouterr().err
+
+
+def test_report_counts_cache_hits_and_savings(
+    zoo: af.ModelZoo,
+    srv: LoopbackServer,
+    tmp_path: Path,
+    spans: InMemorySpanExporter,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    path = tmp_path / "spans.jsonl"
+    exporter = tracing.JsonlSpanExporter(path)
+    switch = _Switch(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(switch)
+
+    @af.step(tier="small", cache="exact")
+    def ask() -> af.Completion:
+        return af.complete(messages=Q)
+
+    srv.default = Reply("Paris", prompt_tokens=100, completion_tokens=10)
+    try:
+        first = ask()
+        ask()
+    finally:
+        switch.on = False
+        exporter.shutdown()
+    assert _report(str(path)) == 0
+    out = capsys.readouterr().out
+    cache = _row(out, "endpoint", "cache:exact")
+    assert (cache[0], cache[1]) == ("1", "1")  # one call, and it was a hit
+    assert cache[5] == "0.00000000"
+    assert cache[6] == _report_cli.format_usd(float(first.cost.total_usd))
+    step = _row(out, "step", "ask")
+    assert (step[0], step[1]) == ("2", "1")
