@@ -367,13 +367,18 @@ class Slot:
         self.ctx.attempts.append(attempt)
         record_attempt(attempt, self.ctx.frame)
 
+    def settle(self, usage: Usage) -> Cost:
+        """Price what the engine used and settle the reservations with it."""
+        cost = price(self.endpoint, usage)
+        self.gate.settle(self.reservations, usage, cost)
+        return cost
+
 
 def chat_success(slot: Slot) -> Completion:
     """A chat answer came back: settle, account, and build the Completion."""
     response = slot.outcome.response
     usage, reported = normalise_usage(getattr(response, "usage", None))
-    cost = price(slot.endpoint, usage)
-    slot.gate.settle(slot.reservations, usage, cost)
+    cost = slot.settle(usage)
     attempt = slot.attempt(usage, cost, reported)
     try:
         completion = build_completion(
@@ -495,8 +500,7 @@ def embed_success(slot: Slot) -> Embedding:
     """An embeddings answer came back: settle, account, and build the Embedding."""
     response = slot.outcome.response
     usage, _ = normalise_usage(getattr(response, "usage", None))
-    cost = price(slot.endpoint, usage)
-    slot.gate.settle(slot.reservations, usage, cost)
+    cost = slot.settle(usage)
     attempt = slot.attempt(usage, cost, False)
     slot.record(attempt)
     end_attempt_span(slot.span, attempt, slot.endpoint, params=slot.params, operation="embeddings")

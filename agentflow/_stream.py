@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from agentflow._accounting import end_attempt_span, normalise_usage, price
+from agentflow._accounting import end_attempt_span, normalise_usage
 from agentflow._budgeting import counter_for
 from agentflow._completion import Completion
 from agentflow._errors import CallError
@@ -89,8 +89,7 @@ class StreamState:
             usage, reported = normalise_usage(self.usage)
         else:
             usage, reported = self._estimated_usage(), False
-        cost = price(slot.endpoint, usage)
-        slot.gate.settle(slot.reservations, usage, cost)
+        cost = slot.settle(usage)
         if error is not None:
             record_failure(slot, error, usage)
             return None

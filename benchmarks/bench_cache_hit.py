@@ -28,21 +28,11 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from _tracing import install_drop_provider
 
-
-class DropExporter(SpanExporter):
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
-
-
-provider = TracerProvider()
-provider.add_span_processor(BatchSpanProcessor(DropExporter(), max_queue_size=100_000))
-trace.set_tracer_provider(provider)
+provider = install_drop_provider()
 
 import litellm  # noqa: E402
 from litellm.caching.caching import Cache  # noqa: E402

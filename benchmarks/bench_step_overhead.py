@@ -12,21 +12,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
+from _tracing import install_drop_provider
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-
-class DropExporter(SpanExporter):
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
-
-
-provider = TracerProvider()
-provider.add_span_processor(BatchSpanProcessor(DropExporter(), max_queue_size=100_000))
-trace.set_tracer_provider(provider)
+provider = install_drop_provider()
 
 import agentflow as af  # noqa: E402  # after the provider, as an application would
 

@@ -161,14 +161,9 @@ def spans(_session_exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExpor
 def redis_url() -> Iterator[str]:
     """A real redis-server on a free loopback port, for the whole session. Without
     redis-server this skips locally and FAILS when ``CI`` is set."""
-    from tests.budgets._redis_server import RedisServer, RedisServerUnavailable
+    from tests._redis import start_redis
 
-    try:
-        server = RedisServer().start()
-    except RedisServerUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set, so the Redis tests must run, but: {exc}")
-        pytest.skip(f"{exc} (with CI set, this is a failure, not a skip)")
+    server = start_redis()
     try:
         yield server.url
     finally:

@@ -8,30 +8,14 @@ must prove the race test on real Redis.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _redis_server import RedisServer, RedisServerUnavailable
 
 from budgets import DiskCacheBackend, LedgerBackend, MemoryBackend, RedisBackend
 
 BACKENDS = ["memory", "diskcache", "redis"]
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    try:
-        server = RedisServer().start()
-    except RedisServerUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set, so the Redis ledger tests must run, but: {exc}")
-        pytest.skip(f"{exc} (with CI set, this is a failure, not a skip)")
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=BACKENDS)

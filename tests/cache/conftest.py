@@ -16,7 +16,7 @@ import pytest
 
 from agentflow.cache import CacheStore, DiskStore, MemoryStore, RedisStore
 from agentflow.cache._degrade import backend_warnings
-from tests.cache._helpers import FakeClock, start_redis
+from tests.cache._helpers import FakeClock
 
 STORES = ["memory", "disk", "redis"]
 
@@ -32,15 +32,6 @@ def _fresh_backend_warnings() -> Iterator[None]:
     backend_warnings.reset()
     yield
     backend_warnings.reset()
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    server = start_redis()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture

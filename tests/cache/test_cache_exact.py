@@ -11,7 +11,8 @@ import pytest
 
 from agentflow.cache import CacheStats, CacheStore, DiskStore, ExactCache, MemoryStore, RedisStore
 from agentflow.cache._degrade import backend_warnings
-from tests.cache._helpers import FakeClock, start_redis
+from tests._redis import start_redis
+from tests.cache._helpers import FakeClock
 
 ANSWER = {"text": "Paris", "cost_usd": "0.0001"}
 

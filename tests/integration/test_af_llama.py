@@ -3,43 +3,23 @@ logprobs, GPU-hour cost, prefix affinity, streaming and the step/run accounting.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
 import agentflow as af
-from agentflow._config import reset
-from agentflow.local import LlamaServer
-from budgets import Budget, GpuHourPricing, Usage
+from budgets import Budget, Usage
 
 pytestmark = pytest.mark.integration
 
-PRICING = GpuHourPricing(
-    usd_per_gpu_hour=1.10, gpus=1, prompt_tokens_per_s=9000, output_tokens_per_s=350
-)
 LONG_SYSTEM = "You are a terse assistant for cost engineering. " + " ".join(
     f"Rule {i}: answer with a short sentence and never repeat the question." for i in range(60)
 )
 
 
 @pytest.fixture
-def zoo(llama_servers: list[LlamaServer]) -> Iterator[af.ModelZoo]:
-    model = "openai/" + llama_servers[0].alias
-    zoo = af.ModelZoo(
-        tiers=[
-            af.Tier(
-                "specialist",
-                endpoints=[
-                    af.Endpoint(model=model, api_base=s.base_url, pricing=PRICING, timeout=120)
-                    for s in llama_servers
-                ],
-            )
-        ]
-    )
-    af.configure(zoo=zoo)
-    yield zoo
-    reset()
+def zoo(replica_zoo: af.ModelZoo) -> af.ModelZoo:
+    return replica_zoo
 
 
 def _messages(question: str) -> list[dict[str, str]]:
@@ -53,7 +33,9 @@ def test_chat_logprobs_usage_and_gpu_hour_cost(zoo: af.ModelZoo) -> None:
     assert all(lp <= 0.0 for lp in c.logprobs)
     assert c.usage.prompt_tokens > 300  # the long system prompt, counted by the engine
     assert 0 < c.usage.completion_tokens <= 12
-    assert c.cost == PRICING.cost(c.usage)
+    pricing = zoo.tier("specialist").endpoints[0].pricing
+    assert pricing is not None
+    assert c.cost == pricing.cost(c.usage)
     assert c.cost.total_usd > Decimal(0)
     assert len(c.attempts) == 1
     assert c.attempts[0].ok

@@ -3,21 +3,14 @@ on one replica, whose prefix cache then serves it; round-robin alternates."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from itertools import pairwise
 
 import pytest
 
 import agentflow as af
-from agentflow._config import reset
-from agentflow.local import LlamaServer
-from budgets import GpuHourPricing
 
 pytestmark = pytest.mark.integration
 
-PRICING = GpuHourPricing(
-    usd_per_gpu_hour=1.10, gpus=1, prompt_tokens_per_s=9000, output_tokens_per_s=350
-)
 # its own text: no other test has put this prefix in a replica's cache
 SYSTEM = "You are the affinity test's billing assistant. " + " ".join(
     f"Billing rule {i}: quote the invoice number and answer in one line." for i in range(40)
@@ -26,22 +19,8 @@ QUESTIONS = ("What is an invoice?", "What is a refund?", "What is a credit note?
 
 
 @pytest.fixture
-def pool(llama_servers: list[LlamaServer]) -> Iterator[af.ModelZoo]:
-    model = "openai/" + llama_servers[0].alias
-    zoo = af.ModelZoo(
-        tiers=[
-            af.Tier(
-                "specialist",
-                endpoints=[
-                    af.Endpoint(model=model, api_base=s.base_url, pricing=PRICING, timeout=180)
-                    for s in llama_servers
-                ],
-            )
-        ]
-    )
-    af.configure(zoo=zoo)
-    yield zoo
-    reset()
+def pool(replica_zoo: af.ModelZoo) -> af.ModelZoo:
+    return replica_zoo
 
 
 def _ask(question: str) -> af.Completion:
