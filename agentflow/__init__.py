@@ -32,12 +32,12 @@ from agentflow._errors import (
     UnknownStepKindError,
     UnknownTierError,
 )
-from agentflow._layout import static
 from agentflow._policy import STEP_KINDS, CachePolicy, Escalate, RetryPolicy
 from agentflow._run import Run, StepSummary, run
 from agentflow._step import StepPolicy, plan, retrieve, step, tool, verify
-from agentflow._stream import AsyncCompletionStream, CompletionStream
 from agentflow._zoo import Endpoint, ModelZoo, Tier
+from agentflow.pipeline.layout import static
+from agentflow.pipeline.stream import AsyncCompletionStream, CompletionStream
 
 __all__ = [
     "STEP_KINDS",

@@ -14,17 +14,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
-from agentflow._budgeting import BudgetGate
 from agentflow._completion import Completion, Embedding
-from agentflow._drivers import arun_plan, run_plan
-from agentflow._pipeline import (
-    Context,
-    answer_at_tier,
-    embedding_context,
+from agentflow.pipeline import (
+    arun_plan,
+    build_embedding_request,
+    build_request,
     plan_completion,
-    run_embedding,
+    plan_embedding,
+    plan_stream,
+    run_plan,
 )
-from agentflow._stream import AsyncCompletionStream, CompletionStream, StreamState
+from agentflow.pipeline.stream import AsyncCompletionStream, CompletionStream, StreamState
 
 __all__ = ["acomplete", "aembed", "complete", "embed"]
 
@@ -54,11 +54,9 @@ def complete(
 ) -> Completion | CompletionStream:
     """A chat completion through the pipeline; ``stream=True`` gives a chunk iterator."""
     if stream:
-        ctx = Context.build(messages, params, tier, operation="chat_stream")
-        plan = answer_at_tier(ctx, BudgetGate(ctx), ctx.tier, 0, StreamState)
-        return CompletionStream(run_plan(ctx, plan))
-    ctx = Context.build(messages, params, tier)
-    return run_plan(ctx, plan_completion(ctx))
+        request = build_request(messages, params, tier, operation="chat_stream")
+        return CompletionStream(StreamState(*run_plan(plan_stream(request))))
+    return run_plan(plan_completion(build_request(messages, params, tier)))
 
 
 @overload
@@ -86,26 +84,21 @@ async def acomplete(
 ) -> Completion | AsyncCompletionStream:
     """The async twin of ``complete``."""
     if stream:
-        ctx = Context.build(messages, params, tier, operation="chat_stream")
-        plan = answer_at_tier(ctx, BudgetGate(ctx), ctx.tier, 0, StreamState)
-        return AsyncCompletionStream(await arun_plan(ctx, plan))
-    ctx = Context.build(messages, params, tier)
-    return await arun_plan(ctx, plan_completion(ctx))
+        request = build_request(messages, params, tier, operation="chat_stream")
+        return AsyncCompletionStream(StreamState(*await arun_plan(plan_stream(request))))
+    return await arun_plan(plan_completion(build_request(messages, params, tier)))
 
 
-def _embed_context(input: str | Sequence[str], tier: str | None, params: dict[str, Any]) -> Context:
-    texts = [input] if isinstance(input, str) else list(input)
-    return embedding_context(texts, tier, params)
+def _texts(input: str | Sequence[str]) -> list[str]:
+    return [input] if isinstance(input, str) else list(input)
 
 
 def embed(input: str | Sequence[str], *, tier: str | None = None, **params: Any) -> Embedding:
     """Embed text(s) through the same tiers, pricing, budgets and spans as completions."""
-    ctx = _embed_context(input, tier, params)
-    return run_plan(ctx, run_embedding(ctx))
+    return run_plan(plan_embedding(build_embedding_request(_texts(input), tier, params)))
 
 
 async def aembed(
     input: str | Sequence[str], *, tier: str | None = None, **params: Any
 ) -> Embedding:
-    ctx = _embed_context(input, tier, params)
-    return await arun_plan(ctx, run_embedding(ctx))
+    return await arun_plan(plan_embedding(build_embedding_request(_texts(input), tier, params)))

@@ -21,7 +21,7 @@ from agentflow._zoo import ModelZoo, read_toml
 from budgets import Budget, Ledger, LedgerBackend, MemoryBackend
 
 if TYPE_CHECKING:
-    from agentflow._step import StepPolicy
+    from agentflow._policy import StepPolicy
 
 __all__ = ["Config", "configure", "get_config", "get_zoo", "register_step"]
 
@@ -152,6 +152,10 @@ def configure(
             new.zoo.check_tier(new.embedder)
     with _lock:
         _config = new
+    if new.zoo is not None:
+        from agentflow.pipeline.call import warm_up
+
+        warm_up()  # litellm's ~3 s import, off the first call's path
     return new
 
 

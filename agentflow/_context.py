@@ -11,20 +11,49 @@ import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
+import tracing
 from budgets import Cost, Usage
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from agentflow._run import Run
-    from agentflow._step import StepPolicy
-    from budgets import Ledger
+    from agentflow._completion import Attempt
+    from agentflow._policy import StepPolicy
+    from budgets import Budget, Ledger
 
-__all__ = ["StepFrame", "Totals", "current_run", "current_step", "in_scorer"]
+__all__ = [
+    "RunState",
+    "StepFrame",
+    "StepSummary",
+    "Totals",
+    "current_run",
+    "current_step",
+    "in_scorer",
+    "totals_attributes",
+]
 
-current_run: ContextVar[Run | None] = ContextVar("agentflow_run", default=None)
+
+class RunState(Protocol):
+    """What steps, the pipeline and the report read of an ``af.run`` (``agentflow._run.Run``
+    is the one implementation; the protocol keeps this module below it)."""
+
+    name: str
+    budget: Budget | None
+    user_id: str | None
+    session_id: str | None
+    ledger: Ledger | None
+    tenant_ledger: Ledger | None
+    totals: Totals
+    steps: dict[str, StepSummary]
+
+    def _step_entered(self, name: str, kind: str) -> None: ...
+
+    def _record(self, attempt: Attempt, frame: StepFrame | None) -> None: ...
+
+
+current_run: ContextVar[RunState | None] = ContextVar("agentflow_run", default=None)
 current_step: ContextVar[StepFrame | None] = ContextVar("agentflow_step", default=None)
 # set while a scorer runs: calls it makes (a judge, extra samples) skip the step's
 # escalation, cache and auto-routing, so scoring never recurses; they are still paid
@@ -73,7 +102,7 @@ class StepFrame:
         self,
         policy: StepPolicy,
         parent: StepFrame | None,
-        run: Run | None,
+        run: RunState | None,
         span: Span,
         ledger: Ledger | None,
     ) -> None:
@@ -92,3 +121,40 @@ class StepFrame:
             frames.append(f)
             f = f.parent
         return frames
+
+
+@dataclass
+class StepSummary:
+    """Per-step totals over a run (a step called three times sums its three calls)."""
+
+    name: str
+    kind: str
+    invocations: int = 0
+    totals: Totals = field(default_factory=Totals)
+    tiers: dict[str, Totals] = field(default_factory=dict)
+
+    @property
+    def calls(self) -> int:
+        return self.totals.calls
+
+    @property
+    def usage(self) -> Usage:
+        return self.totals.usage
+
+    @property
+    def cost(self) -> Cost:
+        return self.totals.cost
+
+
+def totals_attributes(totals: Totals) -> dict[str, Any]:
+    """The roll-up attributes of a run or step span (``agentflow.cost.*`` and tokens)."""
+    u, c = totals.usage, totals.cost
+    return tracing.rollup_attributes(
+        prompt_tokens=u.prompt_tokens,
+        cached_prompt_tokens=u.cached_prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        cost_input=float(c.input_usd),
+        cost_cached_input=float(c.cached_input_usd),
+        cost_output=float(c.output_usd),
+        calls=totals.calls,
+    )

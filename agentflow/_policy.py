@@ -7,11 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from agentflow._errors import ConfigError, UnknownStepKindError
+import tracing
+from agentflow._errors import ConfigError, UnknownStepKindError, UnknownTierError
+from agentflow._scoring import check_scorer, scorer_tiers
+from budgets import Budget
+
+if TYPE_CHECKING:
+    from agentflow._zoo import ModelZoo
 
 __all__ = [
+    "AUTO",
     "STEP_KINDS",
     "CacheControl",
     "CachePolicy",
@@ -19,6 +26,7 @@ __all__ = [
     "OnBudget",
     "RetryPolicy",
     "StepKind",
+    "StepPolicy",
     "cache_control",
     "check_kind",
     "coerce_cache",
@@ -27,6 +35,7 @@ __all__ = [
 StepKind = Literal["planning", "retrieval", "tool", "verification", "generic"]
 STEP_KINDS: tuple[str, ...] = get_args(StepKind)
 OnBudget = Literal["raise", "downgrade", "trim"]
+AUTO = "auto"  # tier="auto": a router picks the tier per request
 _ON_BUDGET: tuple[str, ...] = get_args(OnBudget)
 
 
@@ -187,8 +196,6 @@ class Escalate:
                 f"min_confidence must be in [0, 1], got {self.min_confidence!r}; "
                 "it is compared with a probability-like score"
             )
-        from agentflow._scoring import check_scorer
-
         check_scorer(self.scorer)
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ConfigError(f"max_attempts must be at least 1, got {self.max_attempts}")
@@ -220,3 +227,44 @@ class RetryPolicy:
             raise ConfigError("need 0 <= initial_backoff <= max_backoff")
         if self.max_time <= 0:
             raise ConfigError(f"max_time must be positive, got {self.max_time}")
+
+
+@dataclass(eq=False)
+class StepPolicy:
+    """Everything a decorated step says about its model calls."""
+
+    name: str
+    kind: StepKind
+    tier: str | None = None
+    budget: Budget | None = None
+    cache: CachePolicy | None = None
+    escalate: Escalate | None = None
+    prefix_cache: bool = True
+    on_budget: OnBudget = "raise"
+    router: Any = None
+
+    def __post_init__(self) -> None:
+        self.attributes = tracing.step_attributes(
+            name=self.name, kind=self.kind, tier=self.tier or ""
+        )
+
+    def check(self, zoo: ModelZoo) -> None:
+        """Fail now, naming this step, if a tier it names is not in the zoo."""
+        where = f"step {self.name!r}"
+        embedder = self.cache.embedder if self.cache else None
+        tier = None if self.tier == AUTO else self.tier
+        judges = scorer_tiers(self.escalate.scorer) if self.escalate else ()
+        for name in (
+            tier,
+            self.escalate.up_to if self.escalate else None,
+            embedder if isinstance(embedder, str) else None,
+            *judges,
+        ):
+            if name is not None and name not in zoo.names:
+                raise UnknownTierError(name, zoo.names, where=where)
+        up_to = self.escalate.up_to if self.escalate else None
+        if up_to and tier and zoo.index(up_to) < zoo.index(tier):
+            raise ConfigError(
+                f"{where}: escalate up_to={up_to!r} is below the step's tier "
+                f"{self.tier!r}; the zoo's order is {list(zoo.names)}"
+            )

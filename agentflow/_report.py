@@ -7,8 +7,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agentflow._context import Totals
-    from agentflow._run import Run
+    from agentflow._context import RunState, Totals
 
 __all__ = ["render_report"]
 
@@ -36,7 +35,7 @@ def _row(cells: list[str], widths: list[int]) -> str:
     )
 
 
-def render_report(run: Run) -> str:
+def render_report(run: RunState) -> str:
     t = run.totals
     lines = [
         f"run {run.name!r}: {t.calls} calls, {t.usage.total_tokens} tokens "

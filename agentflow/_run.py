@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from contextvars import Token
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -15,37 +14,20 @@ from opentelemetry import trace
 import tracing
 from agentflow._completion import Attempt
 from agentflow._config import get_config
-from agentflow._context import StepFrame, Totals, current_run
+from agentflow._context import (
+    RunState,
+    StepFrame,
+    StepSummary,
+    Totals,
+    current_run,
+    totals_attributes,
+)
 from agentflow._errors import BudgetExceededError
 from agentflow._report import render_report
 from budgets import Budget, Cost, Ledger, Usage
 
 __all__ = ["Run", "StepSummary", "run"]
 
-_tracer = trace.get_tracer("agentflow")
-
-
-@dataclass
-class StepSummary:
-    """Per-step totals over a run (a step called three times sums its three calls)."""
-
-    name: str
-    kind: str
-    invocations: int = 0
-    totals: Totals = field(default_factory=Totals)
-    tiers: dict[str, Totals] = field(default_factory=dict)
-
-    @property
-    def calls(self) -> int:
-        return self.totals.calls
-
-    @property
-    def usage(self) -> Usage:
-        return self.totals.usage
-
-    @property
-    def cost(self) -> Cost:
-        return self.totals.cost
 
 
 class Run:
@@ -80,7 +62,7 @@ class Run:
         self.attempts: list[Attempt] = []
         self.steps: dict[str, StepSummary] = {}
         self._lock = threading.Lock()
-        self._token: Token[Run | None] | None = None
+        self._token: Token[RunState | None] | None = None
         self._otel_token: object = None
         self._span: trace.Span | None = None
 
@@ -135,7 +117,7 @@ class Run:
     def __enter__(self) -> Run:
         if self._token is not None:
             raise RuntimeError(f"run {self.name!r} is already active; start a new af.run()")
-        self._span = _tracer.start_span(
+        self._span = tracing.tracer().start_span(
             f"run {self.name}",
             attributes=tracing.run_attributes(
                 name=self.name,
@@ -191,19 +173,6 @@ def budget_limits(budget: Budget | None) -> dict[str, Any]:
         "max_output_tokens": budget.max_output_tokens,
         "max_calls": budget.max_calls,
     }
-
-
-def totals_attributes(totals: Totals) -> dict[str, Any]:
-    u, c = totals.usage, totals.cost
-    return tracing.rollup_attributes(
-        prompt_tokens=u.prompt_tokens,
-        cached_prompt_tokens=u.cached_prompt_tokens,
-        completion_tokens=u.completion_tokens,
-        cost_input=float(c.input_usd),
-        cost_cached_input=float(c.cached_input_usd),
-        cost_output=float(c.output_usd),
-        calls=totals.calls,
-    )
 
 
 def run(

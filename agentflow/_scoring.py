@@ -1,7 +1,7 @@
 """Stage 6, score: how confident is an answer?
 
-The pipeline asks ``start_score`` for a score (or an awaitable of it), normalises it with
-``finish_score`` and compares it with ``Escalate.min_confidence``. A scorer is
+The pipeline's score stage asks a scorer for a score (or an awaitable of it), normalises
+it with ``finish_score`` and compares it with ``Escalate.min_confidence``. A scorer is
 
 * ``"logprob"`` / ``"logprob_min"``: the answer's token probabilities (mean / least),
 * a plain function of the ``Completion`` (sync or async) returning a float in [0, 1] or
@@ -28,7 +28,6 @@ from agentflow._errors import ConfigError
 
 if TYPE_CHECKING:
     from agentflow._completion import Completion
-    from agentflow._policy import Escalate
 
 __all__ = [
     "LOGPROB_SCORERS",
@@ -42,8 +41,8 @@ __all__ = [
     "check_scorer",
     "finish_score",
     "needs_logprobs",
+    "reset_warnings",
     "scorer_tiers",
-    "start_score",
 ]
 
 Messages = Sequence[Mapping[str, Any]]
@@ -111,6 +110,12 @@ async def _awaited(value: Awaitable[Any]) -> Any:
 
 _warned_endpoints: set[str] = set()
 _warned_lock = threading.Lock()
+
+
+def reset_warnings() -> None:
+    """Warn again about endpoints already warned about (testing)."""
+    with _warned_lock:
+        _warned_endpoints.clear()
 
 
 def _warn_missing_logprobs(completion: Completion, name: str) -> None:
@@ -234,23 +239,6 @@ def needs_logprobs(scorer: Any) -> bool:
 def scorer_tiers(scorer: Any) -> tuple[str, ...]:
     """The zoo tiers a scorer calls itself (a judge's), to check against the zoo."""
     return scorer.tiers() if isinstance(scorer, Scorer) else ()
-
-
-def start_score(
-    escalate: Escalate,
-    completion: Completion,
-    *,
-    use_async: bool = False,
-    messages: Messages | None = None,
-) -> Any:
-    """The score of ``completion``, or an awaitable of it.
-
-    ``use_async``: the async driver awaits the result and scorers that call models use
-    ``agentflow.acomplete``; the sync driver runs an awaitable with ``asyncio.run``.
-    ``messages``: the request that produced the answer (a judge shows it to its model;
-    agreement re-asks it).
-    """
-    return as_scorer(escalate.scorer).start(completion, use_async=use_async, messages=messages)
 
 
 def finish_score(value: Any) -> float | None:

@@ -11,7 +11,6 @@ import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextvars import Token
-from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
@@ -19,77 +18,31 @@ from opentelemetry import trace
 
 import tracing
 from agentflow._config import register_step
-from agentflow._context import StepFrame, current_run, current_step
-from agentflow._errors import BudgetExceededError, ConfigError, UnknownTierError
+from agentflow._context import StepFrame, current_run, current_step, totals_attributes
+from agentflow._errors import BudgetExceededError, ConfigError
 from agentflow._policy import (
+    AUTO,
     CachePolicy,
     Escalate,
-    OnBudget,
     StepKind,
+    StepPolicy,
     check_kind,
     check_on_budget,
     coerce_cache,
 )
-from agentflow._zoo import ModelZoo
 from budgets import Budget, Ledger
 
 __all__ = ["AUTO", "StepPolicy", "plan", "retrieve", "step", "tool", "verify"]
 
-AUTO = "auto"  # tier="auto": a router picks the tier per request
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_tracer = trace.get_tracer("agentflow")
-
-
-@dataclass(eq=False)
-class StepPolicy:
-    """Everything a decorated step says about its model calls."""
-
-    name: str
-    kind: StepKind
-    tier: str | None = None
-    budget: Budget | None = None
-    cache: CachePolicy | None = None
-    escalate: Escalate | None = None
-    prefix_cache: bool = True
-    on_budget: OnBudget = "raise"
-    router: Any = None
-
-    def __post_init__(self) -> None:
-        self.attributes = tracing.step_attributes(
-            name=self.name, kind=self.kind, tier=self.tier or ""
-        )
-
-    def check(self, zoo: ModelZoo) -> None:
-        """Fail now, naming this step, if a tier it names is not in the zoo."""
-        where = f"step {self.name!r}"
-        from agentflow._scoring import scorer_tiers
-
-        embedder = self.cache.embedder if self.cache else None
-        tier = None if self.tier == AUTO else self.tier
-        judges = scorer_tiers(self.escalate.scorer) if self.escalate else ()
-        for name in (
-            tier,
-            self.escalate.up_to if self.escalate else None,
-            embedder if isinstance(embedder, str) else None,
-            *judges,
-        ):
-            if name is not None and name not in zoo.names:
-                raise UnknownTierError(name, zoo.names, where=where)
-        up_to = self.escalate.up_to if self.escalate else None
-        if up_to and tier and zoo.index(up_to) < zoo.index(tier):
-            raise ConfigError(
-                f"{where}: escalate up_to={up_to!r} is below the step's tier "
-                f"{self.tier!r}; the zoo's order is {list(zoo.names)}"
-            )
 
 
 def _enter(policy: StepPolicy) -> tuple[StepFrame, Token[StepFrame | None], object]:
     parent = current_step.get()
     run = parent.run if parent is not None else current_run.get()
-    span = _tracer.start_span(policy.name, attributes=policy.attributes)
+    span = tracing.tracer().start_span(policy.name, attributes=policy.attributes)
     ledger = (
         Ledger(policy.budget, name=f"step {policy.name!r} budget", error=BudgetExceededError)
         if policy.budget
@@ -113,8 +66,6 @@ def _deactivate(tokens: tuple[Token[StepFrame | None], object]) -> None:
 def _finish(frame: StepFrame, exc: BaseException | None) -> None:
     span = frame.span
     if frame.totals.calls:
-        from agentflow._run import totals_attributes
-
         span.set_attributes(totals_attributes(frame.totals))
     if exc is not None:
         tracing.record_error(span, exc)

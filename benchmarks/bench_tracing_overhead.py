@@ -28,7 +28,7 @@ provider = install_drop_provider()
 import litellm  # noqa: E402
 
 import agentflow as af  # noqa: E402  # after the provider, as an application would
-from agentflow._litellm import litellm as configured_litellm  # noqa: E402
+from agentflow.pipeline.call import litellm as configured_litellm  # noqa: E402
 from agentflow.testing import LoopbackServer, Reply  # noqa: E402
 from budgets import TokenPricing  # noqa: E402
 

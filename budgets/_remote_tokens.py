@@ -13,65 +13,48 @@ tiktoken can only approximate it. The engines expose their tokenizer over HTTP:
 ``root`` is ``api_base`` without its trailing ``/v1``; ``{api_base}/tokenize`` is tried
 too. One request body carries every engine's field names (each ignores the others'). When
 the engine cannot template a chat, the messages' fields are counted remotely in one
-request and OpenAI's per-message overhead is added (an approximation). When the endpoint
-does not answer, the offline counter for the model counts instead, and the endpoint is
-asked again after ``retry_after_s``.
+request and OpenAI's per-message overhead is added (an approximation).
+
+``EndpointTokenizer`` only talks to the engine: every count either succeeds or raises
+``EndpointUnavailable``. ``RemoteTokenCounter`` (``budgets._tokens``, built by
+``TokenCounter.for_endpoint``) uses it and, when the endpoint does not answer, counts with
+the offline counter for the model and asks the endpoint again after ``retry_after_s``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from budgets._tokens import (
-    REPLY_PRIMER,
-    TOKENS_PER_MESSAGE,
-    TOKENS_PER_NAME,
-    Messages,
-    TokenCounter,
-    Tools,
-)
+from budgets._counting import REPLY_PRIMER, TOKENS_PER_MESSAGE, TOKENS_PER_NAME, Messages, Tools
 
-__all__ = ["RemoteTokenCounter"]
-
-log = logging.getLogger("budgets")
+__all__ = ["EndpointTokenizer", "EndpointUnavailable"]
 
 
-class _Unavailable(Exception):
+class EndpointUnavailable(Exception):
     """The endpoint did not give a usable answer."""
 
 
-class RemoteTokenCounter(TokenCounter):
-    exact = True
+class EndpointTokenizer:
+    """The tokenizer of the engine serving ``api_base``, over HTTP (thread-safe).
 
-    def __init__(
-        self, api_base: str, model: str, *, timeout: float = 2.0, retry_after_s: float = 30.0
-    ) -> None:
-        super().__init__(model)
+    Does no I/O until the first count; ``count_text`` and ``count_messages`` raise
+    ``EndpointUnavailable`` when the engine does not answer usably.
+    """
+
+    def __init__(self, api_base: str, model: str, *, timeout: float = 2.0) -> None:
         base = api_base.rstrip("/")
         root = base.removesuffix("/v1")
         self.api_base = base
+        self.model = model
         self._urls = list(dict.fromkeys([f"{root}/tokenize", f"{base}/tokenize"]))
         self._template_url = f"{root}/apply-template"
         self._timeout = timeout
-        self._retry_after_s = retry_after_s
-        self._fallback = TokenCounter.for_model(model)
-        self._down_until = 0.0
         self._chat_mode: str | None = None  # "template", "messages" or "fields" once known
         self._lock = threading.Lock()
         self._client: Any = None
-
-    @property
-    def method(self) -> str:  # type: ignore[override]  # a class attribute elsewhere
-        return "remote:/tokenize" if self._up() else self._fallback.method
-
-    def _up(self) -> bool:
-        return time.monotonic() >= self._down_until
 
     def _http(self) -> Any:
         with self._lock:
@@ -87,15 +70,15 @@ class RemoteTokenCounter(TokenCounter):
         try:
             response = self._http().post(url, json=body)
         except httpx.HTTPError as exc:
-            raise _Unavailable(f"{url}: {exc!r}") from exc
+            raise EndpointUnavailable(f"{url}: {exc!r}") from exc
         if response.status_code != 200:
-            raise _Unavailable(f"{url}: HTTP {response.status_code}")
+            raise EndpointUnavailable(f"{url}: HTTP {response.status_code}")
         try:
             payload = response.json()
         except json.JSONDecodeError as exc:
-            raise _Unavailable(f"{url}: not JSON") from exc
+            raise EndpointUnavailable(f"{url}: not JSON") from exc
         if not isinstance(payload, dict):
-            raise _Unavailable(f"{url}: unexpected reply {payload!r:.80}")
+            raise EndpointUnavailable(f"{url}: unexpected reply {payload!r:.80}")
         return payload
 
     @staticmethod
@@ -104,7 +87,7 @@ class RemoteTokenCounter(TokenCounter):
             return int(payload["count"])
         if isinstance(payload.get("tokens"), list):
             return len(payload["tokens"])
-        raise _Unavailable(f"no 'count' or 'tokens' in {payload!r:.80}")
+        raise EndpointUnavailable(f"no 'count' or 'tokens' in {payload!r:.80}")
 
     def _tokenize(self, text: str, *, special: bool) -> int:
         body = {
@@ -118,37 +101,17 @@ class RemoteTokenCounter(TokenCounter):
         for url in self._urls:
             try:
                 return self._count(self._post(url, body))
-            except _Unavailable as exc:
+            except EndpointUnavailable as exc:
                 errors.append(str(exc))
-        raise _Unavailable("; ".join(errors))
-
-    def _down(self, exc: Exception) -> None:
-        self._down_until = time.monotonic() + self._retry_after_s
-        log.warning(
-            "token counting: %s did not answer (%s); counting with %s for %.0f s",
-            self.api_base,
-            exc,
-            self._fallback.method,
-            self._retry_after_s,
-        )
+        raise EndpointUnavailable("; ".join(errors))
 
     def count_text(self, text: str) -> int:
-        if self._up():
-            try:
-                return self._tokenize(text, special=False)
-            except _Unavailable as exc:
-                self._down(exc)
-        return self._fallback.count_text(text)
+        """Tokens of ``text`` alone, as the engine tokenizes it (no special tokens)."""
+        return self._tokenize(text, special=False)
 
     def count_messages(self, messages: Messages, tools: Tools | None = None) -> int:
-        if self._up():
-            try:
-                return self._remote_messages(messages, tools)
-            except _Unavailable as exc:
-                self._down(exc)
-        return self._fallback.count_messages(messages, tools)
-
-    def _remote_messages(self, messages: Messages, tools: Tools | None) -> int:
+        """Prompt tokens of a chat request: templated by the engine when it can, else
+        its fields counted by the engine plus OpenAI's per-message overhead."""
         body: dict[str, Any] = {"messages": list(messages)}
         if tools:
             body["tools"] = list(tools)
@@ -158,7 +121,7 @@ class RemoteTokenCounter(TokenCounter):
                 if isinstance(prompt, str):
                     self._chat_mode = "template"
                     return self._tokenize(prompt, special=True)
-            except _Unavailable:
+            except EndpointUnavailable:
                 if self._chat_mode == "template":
                     raise
         if self._chat_mode in (None, "messages"):
@@ -168,10 +131,10 @@ class RemoteTokenCounter(TokenCounter):
                 # llama-server answers {"tokens": []} to a body without "content": only a
                 # real count (vLLM's) means the engine templated the messages
                 if not isinstance(count, int):
-                    raise _Unavailable("no chat tokenization")
+                    raise EndpointUnavailable("no chat tokenization")
                 self._chat_mode = "messages"
                 return count
-            except _Unavailable:
+            except EndpointUnavailable:
                 if self._chat_mode == "messages":
                     raise
         self._chat_mode = "fields"
@@ -191,12 +154,6 @@ class RemoteTokenCounter(TokenCounter):
         if tools:
             texts.append(json.dumps(list(tools)))
         return total + self._tokenize("\n".join(texts), special=False)
-
-    async def acount_text(self, text: str) -> int:
-        return await asyncio.to_thread(self.count_text, text)
-
-    async def acount_messages(self, messages: Messages, tools: Tools | None = None) -> int:
-        return await asyncio.to_thread(self.count_messages, messages, tools)
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

@@ -8,8 +8,8 @@ a counter uses):
     the model's own BPE, loaded offline (see ``budgets._encodings``). Exact for OpenAI
     models; for any other model (``exact`` is False) cl100k_base stands in.
 ``remote:/tokenize``
-    the serving engine's own tokenizer (llama-server, vLLM, SGLang); see
-    ``TokenCounter.for_endpoint``.
+    the serving engine's own tokenizer (llama-server, vLLM, SGLang; the HTTP side is
+    ``budgets._remote_tokens``); see ``TokenCounter.for_endpoint``.
 ``approx:chars/4``
     a quarter of the characters, rounded up, when no encoding file exists at all.
 
@@ -23,25 +23,31 @@ the estimate errs high, which is the safe side for a budget.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import logging
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Mapping
 from typing import Any
 
+from budgets._counting import (
+    IMAGE_TOKENS,
+    REPLY_PRIMER,
+    TOKENS_PER_MESSAGE,
+    TOKENS_PER_NAME,
+    TOOL_CALL_OVERHEAD,
+    TOOLS_OVERHEAD,
+    Messages,
+    Tools,
+)
 from budgets._encodings import load_encoding
+from budgets._remote_tokens import EndpointTokenizer, EndpointUnavailable
 
 __all__ = ["Messages", "TokenCounter", "Tools", "encoding_for_model", "render_tools"]
 
-TOKENS_PER_MESSAGE = 3
-TOKENS_PER_NAME = 1
-REPLY_PRIMER = 3
-TOOLS_OVERHEAD = 9
-TOOL_CALL_OVERHEAD = 3
-IMAGE_TOKENS = 85  # an image part at detail="low"; higher details cost more: reserve more
-
-Messages = Sequence[Mapping[str, Any]]
-Tools = Sequence[Mapping[str, Any]]
+log = logging.getLogger("budgets")
 
 # First match wins; a name matches a prefix when it equals it or continues with - . : @
 _ENCODING_PREFIXES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -103,8 +109,6 @@ class TokenCounter:
         """A counter that asks a self-hosted engine's ``/tokenize`` (llama-server, vLLM,
         SGLang). When the engine does not answer it counts with ``for_model(model)`` and
         asks again after ``retry_after_s``. Does no I/O until the first count."""
-        from budgets._remote_tokens import RemoteTokenCounter
-
         return RemoteTokenCounter(api_base, model, timeout=timeout, retry_after_s=retry_after_s)
 
     def count_text(self, text: str) -> int:
@@ -181,6 +185,66 @@ class _TiktokenCounter(TokenCounter):
     def count_text(self, text: str) -> int:
         # encode_ordinary: "<|endoftext|>" in user text is text, never a special token
         return len(self._encoding.encode_ordinary(text))
+
+
+class RemoteTokenCounter(TokenCounter):
+    """``TokenCounter.for_endpoint``: the engine's tokenizer (``EndpointTokenizer``) while
+    it answers; ``for_model(model)`` for ``retry_after_s`` after it did not."""
+
+    exact = True
+
+    def __init__(
+        self, api_base: str, model: str, *, timeout: float = 2.0, retry_after_s: float = 30.0
+    ) -> None:
+        super().__init__(model)
+        self._endpoint = EndpointTokenizer(api_base, model, timeout=timeout)
+        self.api_base = self._endpoint.api_base
+        self._retry_after_s = retry_after_s
+        self._fallback = TokenCounter.for_model(model)
+        self._down_until = 0.0
+
+    @property
+    def method(self) -> str:  # type: ignore[override]  # a class attribute elsewhere
+        return "remote:/tokenize" if self._up() else self._fallback.method
+
+    def _up(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _down(self, exc: Exception) -> None:
+        self._down_until = time.monotonic() + self._retry_after_s
+        log.warning(
+            "token counting: %s did not answer (%s); counting with %s for %.0f s",
+            self.api_base,
+            exc,
+            self._fallback.method,
+            self._retry_after_s,
+        )
+
+    def count_text(self, text: str) -> int:
+        if self._up():
+            try:
+                return self._endpoint.count_text(text)
+            except EndpointUnavailable as exc:
+                self._down(exc)
+        return self._fallback.count_text(text)
+
+    def count_messages(self, messages: Messages, tools: Tools | None = None) -> int:
+        if self._up():
+            try:
+                return self._endpoint.count_messages(messages, tools)
+            except EndpointUnavailable as exc:
+                self._down(exc)
+        return self._fallback.count_messages(messages, tools)
+
+    async def acount_text(self, text: str) -> int:
+        return await asyncio.to_thread(self.count_text, text)
+
+    async def acount_messages(self, messages: Messages, tools: Tools | None = None) -> int:
+        return await asyncio.to_thread(self.count_messages, messages, tools)
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._endpoint.close()
 
 
 @functools.lru_cache(maxsize=512)

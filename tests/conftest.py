@@ -23,9 +23,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agentflow as af
-from agentflow import _caching, _config
-from agentflow.cache._degrade import backend_warnings
-from agentflow.testing import LoopbackServer
+from agentflow import _config
+from agentflow.testing import LoopbackServer, reset_state
 from budgets import TokenPricing
 
 # A key that tests look for on spans, in reprs and in logs: it must never show up.
@@ -94,9 +93,7 @@ def fast_retry() -> af.RetryPolicy:
 def _clean_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No test sees another's zoo, nor a step another test decorated with its own tiers,
     nor an answer another test cached (each test gets its own AGENTFLOW_CACHE_DIR)."""
-    _config.reset()
-    _caching.reset_stores()
-    backend_warnings.reset()
+    reset_state()
     cache_before = os.environ.get("AGENTFLOW_CACHE_DIR")
     os.environ["AGENTFLOW_CACHE_DIR"] = str(tmp_path_factory.mktemp("agentflow-cache"))
     steps_before = set(_config._steps)
@@ -107,7 +104,7 @@ def _clean_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         _config._steps.discard(policy)
     if env_before is None:
         os.environ.pop("AGENTFLOW_CONFIG", None)
-    _caching.reset_stores()
+    reset_state()
     if cache_before is None:
         os.environ.pop("AGENTFLOW_CACHE_DIR", None)
     else:

@@ -98,9 +98,9 @@ def test_the_cache_survives_a_new_process_configuration(
 ) -> None:
     srv.script(Reply("Paris"))
     cached()
-    from agentflow import _caching
+    from agentflow.pipeline import cache as cache_stage
 
-    _caching.reset_stores()  # as a new process would: only the disk remembers
+    cache_stage.reset_stores()  # as a new process would: only the disk remembers
     af.configure(zoo=zoo)
     assert cached().cache_hit
     assert _chat_calls(srv) == 1
@@ -410,9 +410,9 @@ def test_redis_backend_shares_answers_across_processes(
     srv.default = Reply("Paris")
     with af.run("machine-1", user_id="alice"):
         ask()
-    from agentflow import _caching
+    from agentflow.pipeline import cache as cache_stage
 
-    _caching.reset_stores()  # a second machine: nothing in memory, only Redis
+    cache_stage.reset_stores()  # a second machine: nothing in memory, only Redis
     af.configure(zoo=zoo, cache_backend=redis_url)
     with af.run("machine-2", user_id="alice"):
         assert ask().cache_hit

@@ -13,7 +13,8 @@ import pytest
 from pydantic import BaseModel
 
 import agentflow as af
-from agentflow._routing import prefix_key, rendezvous
+from agentflow.pipeline.layout import prefix_key
+from agentflow.pipeline.route import rendezvous
 from agentflow.testing import Fault, LoopbackServer, Reply
 from budgets import Budget, BudgetExceeded, Cost, TokenPricing, Usage
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import agentflow as af
-from agentflow._layout import static
-from agentflow._routing import (
+from agentflow.pipeline.layout import prefix_key, static
+from agentflow.pipeline.route import (
     LOAD_GUARD_FACTOR,
     LOAD_GUARD_MIN,
     InFlight,
@@ -121,7 +121,7 @@ def test_a_dead_replicas_prefixes_fail_over_and_come_back(
 
 
 def _first(zoo: af.ModelZoo, messages: list[dict[str, str]]) -> list[str]:
-    return [e.id for _, e in candidates(zoo, "pool", messages, {}, True)]
+    return [e.id for _, e in candidates(zoo, "pool", prefix_key(messages))]
 
 
 @pytest.fixture

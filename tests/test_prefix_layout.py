@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 
 from agentflow._errors import ConfigError
-from agentflow._layout import (
+from agentflow.pipeline.layout import (
     ANTHROPIC_HAIKU_MIN_CACHE_TOKENS,
     ANTHROPIC_MIN_CACHE_TOKENS,
     MAX_CACHE_BREAKPOINTS,
     arrange,
     mark_for_provider,
     needs_cache_markers,
+    prefix_key,
     stable_messages,
     static,
 )
-from agentflow._routing import prefix_key
 
 SYSTEM = {"role": "system", "content": "You answer questions about invoices."}
 DOC = {"role": "user", "content": "Invoice policy: " + "net 30 days. " * 10}

@@ -18,7 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import agentflow as af
 import tracing
-from agentflow import _config, _report_cli
+from agentflow import _config
+from agentflow.cli import _report as _report_cli
 from agentflow.testing import Fault, LoopbackServer, Reply
 from budgets import TokenPricing
 

@@ -50,9 +50,9 @@ def _bodies(srv: LoopbackServer, model: str) -> list[dict[str, Any]]:
 @pytest.fixture(autouse=True)
 def _fresh_warnings() -> Iterator[None]:
     """The missing-logprobs warning is once per endpoint per process: reset it."""
-    _scoring._warned_endpoints.clear()
+    _scoring.reset_warnings()
     yield
-    _scoring._warned_endpoints.clear()
+    _scoring.reset_warnings()
 
 
 # -- logprobs ---------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_verifier_takes_sync_and_async_functions_floats_and_bools() -> None:
     assert scorers.verifier(async_check)(c) == 0.25
     # through the pipeline's contract: a value, or an awaitable in either mode
     escalate = af.Escalate(scorer=async_check)
-    value = _scoring.start_score(escalate, c, use_async=False)
+    value = _scoring.as_scorer(escalate.scorer).start(c, use_async=False)
     assert inspect.isawaitable(value)
     assert _scoring.finish_score(asyncio.run(value)) == 0.25
 

@@ -7,7 +7,11 @@ up only by ``tracing.setup()``.
 
     import tracing
     providers = tracing.setup(project="research", jsonl_path="spans.jsonl")
-    span.set_attributes(tracing.llm_attributes(model=..., provider=..., ...))
+    with tracing.tracer().start_as_current_span("chat") as span:
+        span.set_attributes(tracing.llm_attributes(model=..., provider=..., ...))
+
+``tracing.tracer()`` / ``tracing.meter()`` come from the global providers unless
+``tracing.use_providers(...)`` injected others (tests do).
 """
 
 from __future__ import annotations
@@ -24,11 +28,18 @@ from tracing._attributes import (
     session_attributes,
     step_attributes,
 )
-from tracing._content import ContentConfig, content_attributes, truncate
+from tracing._content import (
+    ContentConfig,
+    content_attributes,
+    content_config,
+    set_content_config,
+    truncate,
+)
 from tracing._errors import PhoenixError, TracingError
 from tracing._metrics import Metrics, record_cache_hit, record_call
+from tracing._providers import meter, tracer, use_providers
 from tracing._redact import RedactingFilter, redact
-from tracing._setup import Providers, content_config, set_content_config, setup
+from tracing._setup import Providers, setup
 from tracing._spans import record_error
 
 if TYPE_CHECKING:
@@ -50,6 +61,7 @@ __all__ = [
     "content_config",
     "embedding_attributes",
     "llm_attributes",
+    "meter",
     "read_spans",
     "record_cache_hit",
     "record_call",
@@ -61,7 +73,9 @@ __all__ = [
     "set_content_config",
     "setup",
     "step_attributes",
+    "tracer",
     "truncate",
+    "use_providers",
 ]
 
 # Names whose modules import the OpenTelemetry SDK: loaded on first use.

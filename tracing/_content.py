@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -37,6 +38,8 @@ __all__ = [
     "DEFAULT_MAX_CHARS",
     "ContentConfig",
     "content_attributes",
+    "content_config",
+    "set_content_config",
     "truncate",
 ]
 
@@ -124,6 +127,29 @@ class ContentConfig:
     @property
     def outputs_visible(self) -> bool:
         return self.capture_content and not self.hide_outputs
+
+
+# The process-wide config lives here, beside its value type, so that ``_setup`` (which
+# stores it) depends on this module and never the other way round.
+_content_lock = threading.Lock()
+_content: ContentConfig | None = None
+
+
+def content_config() -> ContentConfig:
+    """The ``ContentConfig`` spans follow now: the one ``setup()`` stored, or else
+    ``ContentConfig.from_env()``."""
+    global _content
+    with _content_lock:
+        if _content is None:
+            _content = ContentConfig.from_env()
+        return _content
+
+
+def set_content_config(config: ContentConfig) -> None:
+    """Replace the process-wide ``ContentConfig`` (``setup()`` calls this)."""
+    global _content
+    with _content_lock:
+        _content = config
 
 
 def truncate(text: str, max_chars: int) -> str:
@@ -214,8 +240,6 @@ def content_attributes(
     by ``"__REDACTED__"``, every string is redacted of secrets and cut at ``max_chars``.
     """
     if config is None:
-        from tracing._setup import content_config
-
         config = content_config()
     attrs: dict[str, AttributeValue] = {}
     messages = [_as_mapping(m) for m in input_messages]

@@ -12,8 +12,10 @@ instrument                                 unit           kind
 =========================================  =============  ========================
 
 Bucket boundaries are the GenAI semantic conventions' advice. Instruments are created
-lazily from a meter (by default the global ``get_meter("agentflow")``), so recording
-before ``setup()`` is harmless and recording after it reaches its exporters.
+lazily from a meter: ``Metrics(meter_provider)``'s, or by default ``tracing.meter()``'s
+(the provider given to ``tracing.use_providers()``, else the global one). So recording
+before ``setup()`` is harmless, recording after it reaches its exporters, and the default
+instruments are made again whenever ``use_providers()`` changes the meter provider.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from typing import TYPE_CHECKING, Final, SupportsFloat
 
 from opentelemetry.util.types import AttributeValue
 
-from tracing import _conventions as c
+import tracing._conventions as c
+from tracing._providers import SCOPE_NAME
+from tracing._providers import meter as current_meter
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider
@@ -37,7 +41,7 @@ __all__ = [
     "record_call",
 ]
 
-METER_NAME: Final = "agentflow"
+METER_NAME: Final = SCOPE_NAME
 
 TOKEN_BUCKETS: Final = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
@@ -65,43 +69,72 @@ def _histogram(
         return meter.create_histogram(name, unit=unit, description=description)
 
 
+class _Instruments:
+    """The six instruments, made from one meter."""
+
+    __slots__ = (
+        "cache_hits",
+        "cost",
+        "cost_saved",
+        "meter",
+        "operation_duration",
+        "time_to_first_chunk",
+        "token_usage",
+    )
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+        self.token_usage = _histogram(
+            meter, TOKEN_USAGE, "{token}", "Number of input and output tokens used.",
+            TOKEN_BUCKETS,
+        )  # fmt: skip
+        self.operation_duration = _histogram(
+            meter, OPERATION_DURATION, "s", "GenAI operation duration.", DURATION_BUCKETS
+        )
+        self.time_to_first_chunk = _histogram(
+            meter, TIME_TO_FIRST_CHUNK, "s",
+            "Time from the request to the first chunk of a streamed response.",
+            DURATION_BUCKETS,
+        )  # fmt: skip
+        self.cost: Counter = meter.create_counter(
+            COST, unit="USD", description="Cost of model calls."
+        )
+        self.cache_hits: Counter = meter.create_counter(
+            CACHE_HITS, unit="{hit}", description="Answers served from agentflow's cache."
+        )
+        self.cost_saved: Counter = meter.create_counter(
+            COST_SAVED, unit="USD", description="Cost avoided by cache hits."
+        )
+
+
 class Metrics:
-    """The instruments, made on first use from ``meter_provider`` (default: global)."""
+    """The instruments, made on first use from ``meter_provider``.
+
+    With no ``meter_provider`` they follow ``tracing.meter()``: the provider injected by
+    ``tracing.use_providers()``, else the global one, made again when that changes.
+    """
 
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         self._meter_provider = meter_provider
         self._lock = threading.Lock()
-        self._made = False
+        self._made: _Instruments | None = None
 
-    def _make(self) -> None:
+    def _instruments(self) -> _Instruments:
+        """The instruments of the meter in use now, made again when that meter changes."""
+        made = self._made
+        if made is not None and (
+            self._meter_provider is not None or made.meter is current_meter(METER_NAME)
+        ):
+            return made
         with self._lock:
-            if self._made:
-                return
-            from opentelemetry import metrics
-
-            meter = metrics.get_meter(METER_NAME, meter_provider=self._meter_provider)
-            self.token_usage = _histogram(
-                meter, TOKEN_USAGE, "{token}", "Number of input and output tokens used.",
-                TOKEN_BUCKETS,
-            )  # fmt: skip
-            self.operation_duration = _histogram(
-                meter, OPERATION_DURATION, "s", "GenAI operation duration.", DURATION_BUCKETS
-            )
-            self.time_to_first_chunk = _histogram(
-                meter, TIME_TO_FIRST_CHUNK, "s",
-                "Time from the request to the first chunk of a streamed response.",
-                DURATION_BUCKETS,
-            )  # fmt: skip
-            self.cost: Counter = meter.create_counter(
-                COST, unit="USD", description="Cost of model calls."
-            )
-            self.cache_hits: Counter = meter.create_counter(
-                CACHE_HITS, unit="{hit}", description="Answers served from agentflow's cache."
-            )
-            self.cost_saved: Counter = meter.create_counter(
-                COST_SAVED, unit="USD", description="Cost avoided by cache hits."
-            )
-            self._made = True
+            if self._meter_provider is None:
+                meter = current_meter(METER_NAME)
+            else:
+                meter = self._meter_provider.get_meter(METER_NAME)
+            made = self._made
+            if made is None or made.meter is not meter:
+                made = self._made = _Instruments(meter)
+            return made
 
     def record_call(
         self,
@@ -120,7 +153,7 @@ class Metrics:
     ) -> None:
         """Record one model call. ``attributes`` adds low-cardinality dimensions (tier,
         endpoint); never put user ids or prompts there."""
-        self._make()
+        made = self._instruments()
         attrs: dict[str, AttributeValue] = {
             c.GEN_AI_OPERATION_NAME: operation,
             c.GEN_AI_PROVIDER_NAME: provider,
@@ -131,16 +164,16 @@ class Metrics:
         if attributes:
             attrs.update(attributes)
         if input_tokens is not None:
-            self.token_usage.record(input_tokens, {**attrs, c.GEN_AI_TOKEN_TYPE: "input"})
+            made.token_usage.record(input_tokens, {**attrs, c.GEN_AI_TOKEN_TYPE: "input"})
         if output_tokens is not None:
-            self.token_usage.record(output_tokens, {**attrs, c.GEN_AI_TOKEN_TYPE: "output"})
+            made.token_usage.record(output_tokens, {**attrs, c.GEN_AI_TOKEN_TYPE: "output"})
         if ttft_s is not None:
-            self.time_to_first_chunk.record(ttft_s, attrs)
+            made.time_to_first_chunk.record(ttft_s, attrs)
         if cost_usd is not None and float(cost_usd) > 0:
-            self.cost.add(float(cost_usd), attrs)
+            made.cost.add(float(cost_usd), attrs)
         if duration_s is not None:
             duration_attrs = attrs if error_type is None else {**attrs, c.ERROR_TYPE: error_type}
-            self.operation_duration.record(duration_s, duration_attrs)
+            made.operation_duration.record(duration_s, duration_attrs)
 
     def record_cache_hit(
         self,
@@ -150,23 +183,15 @@ class Metrics:
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> None:
         """Record an answer served from the cache and what it saved."""
-        self._make()
+        made = self._instruments()
         attrs: dict[str, AttributeValue] = {c.AGENTFLOW_CACHE_KIND: kind, **(attributes or {})}
-        self.cache_hits.add(1, attrs)
+        made.cache_hits.add(1, attrs)
         if float(saved_usd) > 0:
-            self.cost_saved.add(float(saved_usd), attrs)
+            made.cost_saved.add(float(saved_usd), attrs)
 
 
-_default: Metrics | None = None
-_default_lock = threading.Lock()
-
-
-def _global() -> Metrics:
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = Metrics()
-        return _default
+# Follows tracing.meter(): the injected meter provider, else the global one.
+_default: Final = Metrics()
 
 
 def record_call(
@@ -183,8 +208,9 @@ def record_call(
     response_model: str | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> None:
-    """Record one model call on the global meter provider (see ``Metrics.record_call``)."""
-    _global().record_call(
+    """Record one model call on ``tracing.meter()``'s provider: the one given to
+    ``tracing.use_providers()``, else the global one (see ``Metrics.record_call``)."""
+    _default.record_call(
         model=model,
         provider=provider,
         operation=operation,
@@ -205,5 +231,5 @@ def record_cache_hit(
     *,
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> None:
-    """Record a cache hit on the global meter provider."""
-    _global().record_cache_hit(kind=kind, saved_usd=saved_usd, attributes=attributes)
+    """Record a cache hit on ``tracing.meter()``'s provider (see ``record_call``)."""
+    _default.record_cache_hit(kind=kind, saved_usd=saved_usd, attributes=attributes)

@@ -85,6 +85,43 @@ _TOKEN_PATTERNS: Final = (
 )
 
 
+# Redaction runs on every span's text and most text holds no secret, so each pattern
+# after the first runs only when its text holds one of the substrings the pattern cannot
+# match without (checked case-sensitively, after a one-character pre-check that memchr
+# answers at once), in the same order: (pattern, pre-check character, substrings).
+_GATED: Final[tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...]] = tuple(
+    (pattern, pre, substrings)
+    for pattern, (pre, substrings) in zip(
+        _TOKEN_PATTERNS[1:],
+        (
+            ("-", ("sk-",)),
+            ("_", ("_live_", "_test_")),
+            ("_", ("hf_",)),
+            ("_", ("gsk_",)),
+            ("_", ("r8_",)),
+            ("_", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+            ("_", ("github_pat_",)),
+            ("-", ("xox",)),
+            ("z", ("AIza",)),
+            ("A", ("AKIA", "ASIA")),
+            ("J", ("eyJ",)),
+            ("@", ("@",)),
+        ),
+        strict=True,
+    )
+)
+_SCHEME: Final = _TOKEN_PATTERNS[0]  # Bearer/Basic: ignores case, gated on the lowercase
+# The non-ASCII letters an IGNORECASE pattern matches to an ASCII letter (İ ı ſ K).
+_CASE_FOLD: Final = {0x130: "i", 0x131: "i", 0x17F: "s", 0x212A: "k"}
+_FOLDED: Final = tuple(map(chr, _CASE_FOLD))
+# A name is_secret_key accepts ends like one of these once lowercased (and "-" made
+# "_"), and _PAIR finds it only right before its separator: where neither is in the
+# lowercased text, _PAIR has nothing to redact.
+_PAIR_ENDINGS: Final = ("key", "token", "secret", "passwd", "password", "authorization")
+_PAIR_HINT: Final = re.compile(rf"(?:{'|'.join(_PAIR_ENDINGS)})[\"']?\s*[:=]")
+assert all(k.endswith(_PAIR_ENDINGS) for k in (*SECRET_KEYS, *_SECRET_SUFFIXES))
+
+
 def _replace_pair(match: re.Match[str]) -> str:
     if not is_secret_key(match.group("name")):
         return match.group(0)
@@ -94,14 +131,32 @@ def _replace_pair(match: re.Match[str]) -> str:
 def redact(text: str) -> str:
     """``text`` with every credential-looking substring replaced by ``[REDACTED]``.
 
-    Cheap on text without secrets (a few regex scans); safe to call on anything that goes
-    on a span, an event or a log line.
+    Cheap on text without secrets (a few substring scans, a regex pass only where a
+    pattern could match); safe to call on anything that goes on a span, an event or a
+    log line.
     """
     if not text:
         return text
-    out = _PAIR.sub(_replace_pair, text)
-    for pattern in _TOKEN_PATTERNS:
-        out = pattern.sub(REDACTION, out)
+    out = text
+    lower = text.lower()
+    if "=" in out or ":" in out:
+        for ending in _PAIR_ENDINGS:  # is_secret_key lowercases the name too
+            if ending in lower:
+                if _PAIR_HINT.search(lower):
+                    out = _PAIR.sub(_replace_pair, out)
+                    if out is not text:
+                        lower = out.lower()
+                break
+    if not out.isascii() and any(c in out for c in _FOLDED):
+        lower = out.translate(_CASE_FOLD).lower()
+    if "bearer" in lower or "basic" in lower:
+        out = _SCHEME.sub(REDACTION, out)
+    for pattern, pre, substrings in _GATED:
+        if pre in out:
+            for sub in substrings:
+                if sub in out:
+                    out = pattern.sub(REDACTION, out)
+                    break
     return out
 
 

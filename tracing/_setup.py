@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
-from tracing._content import ContentConfig
+from tracing._content import ContentConfig, set_content_config
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
@@ -24,32 +24,12 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
-__all__ = ["Providers", "content_config", "set_content_config", "setup"]
+__all__ = ["Providers", "setup"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROJECT: Final = "agentflow"
 _FLUSH_TIMEOUT_MS: Final = 10_000
-
-_content_lock = threading.Lock()
-_content: ContentConfig | None = None
-
-
-def content_config() -> ContentConfig:
-    """The ``ContentConfig`` spans follow now: the one ``setup()`` stored, or else
-    ``ContentConfig.from_env()``."""
-    global _content
-    with _content_lock:
-        if _content is None:
-            _content = ContentConfig.from_env()
-        return _content
-
-
-def set_content_config(config: ContentConfig) -> None:
-    """Replace the process-wide ``ContentConfig`` (``setup()`` calls this)."""
-    global _content
-    with _content_lock:
-        _content = config
 
 
 @dataclass(eq=False)
@@ -195,7 +175,8 @@ def setup(
       None reads ``AGENTFLOW_CAPTURE_CONTENT``, default true).
     - ``set_global``: install the providers as OpenTelemetry's global ones, which is
       where agentflow emits. If the application already set its own, they are kept and a
-      warning says so.
+      warning says so. With ``set_global=False``, pass the returned providers to
+      ``tracing.use_providers(...)`` to have agentflow emit through them.
     - ``exporters`` / ``metric_readers``: more span exporters and metric readers.
 
     Every exporter sits behind a ``BatchSpanProcessor`` and a ``RedactingSpanExporter``.

@@ -8,7 +8,6 @@
 first time), models from PyPI packages (see ``MODELS``).
 """
 
-from agentflow.local._cli import add_parser as add_cli_parser
 from agentflow.local._install import ensure_llama_server
 from agentflow.local._models import MODELS, ModelSpec, model_path
 from agentflow.local._server import LlamaServer, serve_local
@@ -17,7 +16,6 @@ __all__ = [
     "MODELS",
     "LlamaServer",
     "ModelSpec",
-    "add_cli_parser",
     "ensure_llama_server",
     "model_path",
     "serve_local",

@@ -1,7 +1,8 @@
 """The HTTP side of the loopback server: routing, responses on the wire, faults.
 
 ``LoopbackHandler`` answers one connection (keep-alive: many requests) in its own daemon
-thread; ``LoopbackServer`` (``_server.py``) owns the script it reads from.
+thread. It reads the script from its ``Owner``: ``LoopbackServer`` (``_server.py``, which
+imports this module, never the other way round).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import threading
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import Any, NoReturn, Protocol, cast
 from urllib.parse import urlsplit
 
 from agentflow.testing._responses import (
     Answer,
     Kind,
+    Prompt,
     build_answer,
     embeddings_body,
     error_body,
@@ -28,11 +30,8 @@ from agentflow.testing._responses import (
     response_body,
     stream_events,
 )
-from agentflow.testing._script import Fault, RecordedRequest, Reply
+from agentflow.testing._script import Fault, RecordedRequest, Reply, ScriptEntry
 from agentflow.testing._tokens import tokenize
-
-if TYPE_CHECKING:
-    from agentflow.testing._server import LoopbackServer
 
 _MODEL_CALLS: dict[str, Kind] = {
     "/chat/completions": "chat",
@@ -40,6 +39,28 @@ _MODEL_CALLS: dict[str, Kind] = {
     "/embeddings": "embeddings",
 }
 _MALFORMED = b'{"id": "chatcmpl-malformed", "object": "chat.completion", "choices": [{"mess'
+
+
+class Owner(Protocol):
+    """What the handler reads from the server it answers for (``LoopbackServer``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def embedding_dim(self) -> int: ...
+
+    def _record(self, request: RecordedRequest) -> None:
+        """Keep ``request`` in the server's ``requests``."""
+
+    def _next_entry(self, model: object) -> ScriptEntry:
+        """The script entry answering the next call to ``model``."""
+
+    def _prefix_cached(self, prompt: Prompt) -> int | None:
+        """Tokens of ``prompt`` found in the simulated prefix cache (None: no cache)."""
+
+    def _models_body(self) -> dict[str, Any]:
+        """The body of ``GET /v1/models``."""
 
 
 class _Dropped(Exception):
@@ -51,7 +72,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
     request_queue_size = 1024  # 100+ clients connecting at once must not overflow
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], owner: LoopbackServer) -> None:
+    def __init__(self, address: tuple[str, int], owner: Owner) -> None:
         self.owner = owner
         self.stopping = threading.Event()  # set by stop(): wakes sleeps, refuses connections
         self.open_connections: set[socket.socket] = set()
@@ -82,7 +103,7 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         return cast(LoopbackHTTPServer, self.server)
 
     @property
-    def owner(self) -> LoopbackServer:
+    def owner(self) -> Owner:
         return self.srv.owner
 
     def setup(self) -> None:

@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from agentflow._calibrate import add_parser, calibrate
 from agentflow._errors import CallError
+from agentflow.cli._calibrate import add_parser, calibrate
 from agentflow.local import LlamaServer
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 CLI = (
     "import argparse, sys\n"
-    "from agentflow.local import add_cli_parser\n"
+    "from agentflow.cli._serve_local import add_parser as add_cli_parser\n"
     "parser = argparse.ArgumentParser(prog='agentflow')\n"
     "add_cli_parser(parser.add_subparsers())\n"
     "args = parser.parse_args(sys.argv[1:])\n"

@@ -7,6 +7,8 @@ no errors (they never get here), no tool calls unless the step allows them, no s
 calls (temperature > 0) unless the step opts in, no answer the scorer found unconfident.
 
 The stores live in ``agentflow.cache``; this module decides what to look up and store.
+Reading and writing a store on disk or Redis is an ``Io`` effect, and embedding the
+request an ``Embed`` effect, so the async driver never blocks its loop on them.
 """
 
 from __future__ import annotations
@@ -15,31 +17,26 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
-
-import tracing
-from agentflow._completion import Attempt, Completion
+from agentflow._completion import Completion
 from agentflow._config import Config, get_config
-from agentflow._context import current_run
 from agentflow._errors import ConfigError
 from agentflow._policy import CacheControl, CachePolicy
 from agentflow._response import parse_format
+from agentflow.pipeline.effects import Effect, Embed, Io
+from agentflow.pipeline.request import Request
 from budgets import Cost, Usage
-from tracing import attributes as A
 
 if TYPE_CHECKING:
-    from agentflow._pipeline import Context, Instruction
-    from agentflow._run import Run
     from agentflow.cache import ExactCache, SemanticCache
 
-__all__ = ["CacheStage", "Embed", "cache_text", "scope_of"]
+__all__ = ["CacheHit", "CacheStage", "cache_text", "reset_stores", "scope_of"]
 
 log = logging.getLogger("agentflow.cache")
-_tracer = trace.get_tracer("agentflow")
 
 # the fields a stored answer must have, with their JSON types
 _ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -52,17 +49,17 @@ _ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 
 
-class Embed:
-    """An instruction: embed ``texts`` with a function (sync or async) the driver runs."""
+@dataclass(slots=True)
+class CacheHit:
+    """A stored answer that may be served: the account stage records it."""
 
-    __slots__ = ("embedder", "texts")
+    completion: Completion
+    kind: str  # "exact" or "semantic"
+    similarity: float | None
+    saved_usd: Decimal
 
-    def __init__(self, embedder: Callable[[list[str]], Any], texts: list[str]) -> None:
-        self.embedder = embedder
-        self.texts = texts
 
-
-def scope_of(policy: CachePolicy, run: Run | None) -> str:
+def scope_of(policy: CachePolicy, run: Any) -> str:
     """The tenant partition a step's answers live in (never shared across partitions)."""
     scope = policy.scope
     if callable(scope):
@@ -159,22 +156,22 @@ def reset_stores() -> None:
 class CacheStage:
     """The cache stage of one call: look up before the call, store after it."""
 
-    def __init__(self, ctx: Context, control: CacheControl, policy: CachePolicy) -> None:
-        from agentflow.cache import partition_key, request_key
+    def __init__(self, request: Request, control: CacheControl, policy: CachePolicy) -> None:
+        from agentflow.cache import MemoryStore, partition_key, request_key
 
-        self.ctx = ctx
+        self.request = request
         self.control = control
         self.policy = policy
-        self.scope = scope_of(policy, ctx.frame.run if ctx.frame else current_run.get())
-        tier = ctx.zoo.tier(ctx.tier)
+        self.scope = scope_of(policy, request.run)
+        tier = request.zoo.tier(request.tier)
         models = sorted({e.model for e in tier.endpoints})
         key_args: dict[str, Any] = {
             # the tier's models, not only its name: a tier pointed at another model
             # never serves the old model's answers
-            "tier": f"{ctx.tier}:{'|'.join(models)}",
-            "messages": ctx.messages,
-            "params": ctx.params,
-            "step": ctx.step_name,
+            "tier": f"{request.tier}:{'|'.join(models)}",
+            "messages": request.messages,
+            "params": request.params,
+            "step": request.step_name,
             "scope": self.scope,
         }
         self.key = request_key(**key_args)  # CacheKeyError names a part it cannot serialise
@@ -185,34 +182,38 @@ class CacheStage:
             if self.semantic
             else ""
         )
-        self.text = cache_text(policy, ctx.messages) if self.semantic else None
+        self.text = cache_text(policy, request.messages) if self.semantic else None
         self.vector: list[float] | None = None
         self.exact, self.sem = _open_stores(get_config(), self.semantic)
+        self.blocking = not isinstance(self.exact.store, MemoryStore)
 
     @classmethod
-    def open(cls, ctx: Context) -> CacheStage | None:
+    def open(cls, request: Request) -> CacheStage | None:
         """The stage for this call, or None when the call is not cacheable."""
-        control = ctx.cache
+        control = request.cache
         policy = control.policy if control is not None else None
-        if control is None or policy is None or ctx.operation != "chat":
+        if control is None or policy is None or request.operation != "chat":
             return None
         if not control.read and not control.write:
             return None
-        temperature = ctx.params.get("temperature")
+        temperature = request.params.get("temperature")
         if not policy.allow_sampled and isinstance(temperature, int | float) and temperature > 0:
             return None  # a sampled answer is one draw, not the answer: never replayed
-        if (ctx.params.get("n") or 1) > 1:
+        if (request.params.get("n") or 1) > 1:
             return None
-        return cls(ctx, control, policy)
+        return cls(request, control, policy)
 
     # lookup --------------------------------------------------------------------------
-    def lookup(self) -> Generator[Instruction, Any, Completion | None]:
+    def lookup(self) -> Generator[Effect, Any, CacheHit | None]:
         if not self.control.read:
             if self.semantic and self.control.write:
                 yield from self._embed()
             return None
         t0 = time.perf_counter()
-        entry = self.exact.lookup(self.key)
+        exact, key = self.exact, self.key
+        entry = yield Io(
+            lambda: exact.lookup(key), lambda: exact.alookup(key), blocking=self.blocking
+        )
         if entry is not None:
             hit = self._hit(entry, "exact", None, time.perf_counter() - t0)
             if hit is not None:
@@ -223,34 +224,28 @@ class CacheStage:
         if vector is None:
             return None
         t0 = time.perf_counter()
-        found = self.sem.lookup(self.partition, vector, self.policy.threshold)
+        sem, partition, threshold = self.sem, self.partition, self.policy.threshold
+        found = yield Io(
+            lambda: sem.lookup(partition, vector, threshold),
+            lambda: sem.alookup(partition, vector, threshold),
+        )
         if found is None:
             return None
         value, similarity = found
         return self._hit(value, "semantic", similarity, time.perf_counter() - t0)
 
-    def _embed(self) -> Generator[Instruction, Any, list[float] | None]:
+    def _embed(self) -> Generator[Effect, Any, list[float] | None]:
         if self.text is None or not self.text.strip():
             return None
         embedder = self.embedder
         if embedder is None:
             raise ConfigError(
-                f"step {self.ctx.step_name!r} uses the semantic cache but has no embedder: "
-                "give CachePolicy(kind='semantic', embedder=...) a zoo tier with an "
-                "embeddings endpoint or a function texts -> vectors, or set "
+                f"step {self.request.step_name!r} uses the semantic cache but has no "
+                "embedder: give CachePolicy(kind='semantic', embedder=...) a zoo tier with "
+                "an embeddings endpoint or a function texts -> vectors, or set "
                 "af.configure(embedder=...)"
             )
-        if isinstance(embedder, str):
-            from agentflow._errors import CallError
-            from agentflow._pipeline import embedding_context, run_embedding
-
-            ectx = embedding_context([self.text], embedder, {})
-            try:
-                vectors: Any = (yield from run_embedding(ectx)).vectors
-            except CallError as err:
-                vectors = err
-        else:
-            vectors = yield Embed(embedder, [self.text])
+        vectors = yield Embed(embedder, [self.text])
         if isinstance(vectors, Exception):
             # like a cache backend that is down: answer without the semantic cache
             log.warning("semantic cache skipped: the embedder failed: %s", vectors)
@@ -262,7 +257,7 @@ class CacheStage:
             return None
         try:
             vector = [float(x) for x in next(iter(vectors))]
-        except (TypeError, ValueError, IndexError) as err:
+        except (TypeError, ValueError, IndexError, StopIteration) as err:
             raise ConfigError(
                 f"the embedder returned {type(vectors).__name__}, not one vector per text: {err}"
             ) from None
@@ -271,8 +266,8 @@ class CacheStage:
 
     def _hit(
         self, entry: Mapping[str, Any], kind: str, similarity: float | None, latency: float
-    ) -> Completion | None:
-        ctx = self.ctx
+    ) -> CacheHit | None:
+        params = self.request.params
         bad = [k for k, t in _ENTRY_FIELDS.items() if not isinstance(entry.get(k), t)]
         try:
             saved = Decimal(str(entry.get("cost_usd")))
@@ -283,9 +278,9 @@ class CacheStage:
             return None
         text = str(entry["text"])
         parsed = None
-        if "response_format" in ctx.params:
+        if "response_format" in params:
             try:
-                parsed = parse_format(ctx.params["response_format"], text)
+                parsed = parse_format(params["response_format"], text)
             except Exception:
                 log.warning("dropping a %s cache entry that no longer parses", kind)
                 return None
@@ -307,59 +302,41 @@ class CacheStage:
             latency_s=latency,
             cache_similarity=similarity,
         )
-        attempt = Attempt(
-            number=len(ctx.attempts) + 1,
-            tier=completion.tier,
-            endpoint=f"cache:{kind}",
-            model=completion.model,
-            usage=Usage(),
-            cost=Cost(),
-            latency_s=latency,
-            ok=True,
-            step=ctx.step_name,
-            confidence=completion.confidence,
-            cache_hit=True,
-            saved_usd=saved,
-        )
-        attrs = tracing.cache_hit_attributes(
-            kind=kind,
-            saved_usd=saved,
-            model=completion.model,
-            similarity=similarity,
-            endpoint=attempt.endpoint,  # "cache:exact": no replica served it
-        )
-        attrs[A.AGENTFLOW_TIER] = completion.tier
-        attrs[A.AGENTFLOW_ATTEMPT] = attempt.number
-        attrs.update(
-            tracing.content_attributes(
-                ctx.messages, text, completion.message, tracing.content_config()
-            )
-        )
-        span = _tracer.start_span(f"chat {completion.model}", attributes=attrs)
-        span.end()
-        from agentflow._accounting import record_attempt
-
-        ctx.attempts.append(attempt)
-        record_attempt(attempt, ctx.frame)
-        tracing.record_cache_hit(kind, saved)
-        completion.attempts = list(ctx.attempts)
-        return completion
+        return CacheHit(completion, kind, similarity, saved)
 
     # store ---------------------------------------------------------------------------
-    def save(self, completion: Completion) -> None:
-        if not self.control.write or completion.cache_hit:
+    def save(self, completion: Completion) -> Generator[Effect, Any, None]:
+        entry = self._entry(completion)
+        if entry is None:
             return
-        if completion.tool_calls and not self.policy.allow_tool_calls:
-            return
-        if completion.confident is False:
-            return  # an answer no tier was confident in is not worth replaying
-        if completion.finish_reason == "length":
-            asked = self.ctx.params.get("max_tokens") or self.ctx.params.get(
-                "max_completion_tokens"
+        ttl = self.control.ttl or self.policy.ttl
+        exact, key = self.exact, self.key
+        yield Io(
+            lambda: exact.save(key, entry, ttl),
+            lambda: exact.asave(key, entry, ttl),
+            blocking=self.blocking,
+        )
+        if self.semantic and self.sem is not None and self.vector is not None:
+            sem, partition, vector = self.sem, self.partition, self.vector
+            yield Io(
+                lambda: sem.add(partition, vector, entry, ttl),
+                lambda: sem.aadd(partition, vector, entry, ttl),
             )
+
+    def _entry(self, completion: Completion) -> dict[str, Any] | None:
+        """What to store for ``completion``, or None when it must not be replayed."""
+        if not self.control.write or completion.cache_hit:
+            return None
+        if completion.tool_calls and not self.policy.allow_tool_calls:
+            return None
+        if completion.confident is False:
+            return None  # an answer no tier was confident in is not worth replaying
+        if completion.finish_reason == "length":
+            params = self.request.params
+            asked = params.get("max_tokens") or params.get("max_completion_tokens")
             if not isinstance(asked, int) or completion.usage.completion_tokens < asked:
-                return  # cut short by a budget's cap, not the caller's: not the answer
-        entry = {
+                return None  # cut short by a budget's cap, not the caller's: not the answer
+        return {
             "text": completion.text,
             "message": completion.message,
             "tier": completion.tier,
@@ -373,7 +350,3 @@ class CacheStage:
             "cost_usd": str(completion.total_cost.total_usd),
             "created": time.time(),
         }
-        ttl = self.control.ttl or self.policy.ttl
-        self.exact.save(self.key, entry, ttl)
-        if self.semantic and self.sem is not None and self.vector is not None:
-            self.sem.add(self.partition, self.vector, entry, ttl)

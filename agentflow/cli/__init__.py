@@ -28,12 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="agentflow", description="Cheap agentic workflows with visible costs."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from agentflow._calibrate import add_parser as add_calibrate
-    from agentflow._report_cli import add_parser as add_report
-    from agentflow._route_cli import add_parser as add_route
-    from agentflow.local import add_cli_parser
+    from agentflow.cli._calibrate import add_parser as add_calibrate
+    from agentflow.cli._report import add_parser as add_report
+    from agentflow.cli._route import add_parser as add_route
+    from agentflow.cli._serve_local import add_parser as add_serve_local
 
-    add_cli_parser(sub)
+    add_serve_local(sub)
     add_calibrate(sub)
     add_report(sub)
     add_route(sub)

@@ -28,6 +28,7 @@ Everything here is pure (no I/O) and cheap: it runs on every call.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,8 +46,10 @@ __all__ = [
     "canonical_tools",
     "mark_for_provider",
     "needs_cache_markers",
+    "prefix_key",
     "stable_messages",
     "static",
+    "trim_oldest",
 ]
 
 STATIC_KEY = "static"
@@ -323,3 +326,29 @@ def _as_list(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def _as_dict(params: Mapping[str, Any]) -> dict[str, Any]:
     return params if isinstance(params, dict) else dict(params)
+
+
+def prefix_key(messages: Sequence[Mapping[str, Any]], tools: Any = None) -> str:
+    """A hash of the prompt's stable prefix: leading system messages, static-marked
+    messages and tool schemas (the same before and after ``arrange``); the route stage
+    pins it to a replica."""
+    stable: list[Any] = [[m.get("role"), m.get("content")] for m in stable_messages(messages)]
+    if not stable and messages:
+        # no system prompt: the first message's opening stands in for the prefix
+        stable.append(str(messages[0].get("content"))[:256])
+    if tools:
+        stable.append(tools)
+    blob = json.dumps(stable, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+def trim_oldest(messages: list[dict[str, Any]]) -> bool:
+    """Drop the oldest conversation turn in place (never a system message, never the
+    last message; static documents only once no other turn is left); False if none
+    is left to drop. What ``on_budget="trim"`` does until the prompt fits."""
+    stable = {id(m) for m in stable_messages(messages)}
+    droppable = [i for i, m in enumerate(messages[:-1]) if m.get("role") not in _SYSTEM_ROLES]
+    for i in sorted(droppable, key=lambda i: (id(messages[i]) in stable, i)):
+        del messages[i]
+        return True
+    return False

@@ -7,17 +7,24 @@ still settles: the prompt as counted and the completion tokens received so far.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from agentflow._accounting import end_attempt_span, normalise_usage
-from agentflow._budgeting import counter_for
 from agentflow._completion import Completion
 from agentflow._errors import CallError
-from agentflow._pipeline import Slot, record_failure
 from agentflow._response import build_completion
+from agentflow.pipeline.account import (
+    end_attempt_span,
+    normalise_usage,
+    price,
+    record_attempt,
+    record_failure,
+)
+from agentflow.pipeline.budget import BudgetGate, counter_for
+from agentflow.pipeline.request import Slot
 from budgets import Usage
 
 __all__ = ["AsyncCompletionStream", "CompletionStream", "StreamState"]
@@ -37,8 +44,9 @@ def _delta(chunk: Any) -> tuple[str, Any, str | None]:
 class StreamState:
     """Accumulates one streamed attempt and settles it exactly once."""
 
-    def __init__(self, slot: Slot) -> None:
+    def __init__(self, slot: Slot, gate: BudgetGate) -> None:
         self.slot = slot
+        self.gate = gate
         self.started = time.perf_counter() - slot.outcome.latency_s
         self.ttft_s: float | None = None
         self.parts: list[str] = []
@@ -76,8 +84,23 @@ class StreamState:
 
     def _estimated_usage(self) -> Usage:
         counter = counter_for(self.slot.endpoint)
-        prompt = counter.count_messages(self.slot.ctx.messages, self.slot.ctx.params.get("tools"))
+        request = self.slot.request
+        prompt = counter.count_messages(request.messages, request.params.get("tools"))
         return Usage(prompt, 0, counter.count_text(self.text) if self.parts else 0)
+
+    @property
+    def blocks(self) -> bool:
+        """Whether settling does I/O: a ledger on disk or Redis, or a count of the
+        prompt through the engine's ``/tokenize`` when the engine sent no usage."""
+        return self.gate.blocking or (
+            self.usage is None and self.slot.endpoint.api_base is not None
+        )
+
+    async def afinish(self, error: BaseException | None = None) -> Completion | None:
+        """``finish`` under asyncio: its I/O in a worker thread, never on the loop."""
+        if self.settled or not self.blocks:
+            return self.finish(error)
+        return await asyncio.to_thread(self.finish, error)
 
     def finish(self, error: BaseException | None = None) -> Completion | None:
         if self.settled:
@@ -89,7 +112,8 @@ class StreamState:
             usage, reported = normalise_usage(self.usage)
         else:
             usage, reported = self._estimated_usage(), False
-        cost = slot.settle(usage)
+        cost = price(slot.endpoint, usage)
+        self.gate.settle_now(slot.reservations, usage, cost)
         if error is not None:
             record_failure(slot, error, usage)
             return None
@@ -97,19 +121,21 @@ class StreamState:
         if self.tool_calls:
             message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
         response = {"choices": [{"message": message, "finish_reason": self.finish_reason}]}
+        request = slot.request
         attempt = slot.attempt(usage, cost, reported, ttft_s=self.ttft_s)
-        slot.record(attempt)
+        request.attempts.append(attempt)
+        record_attempt(attempt, request.frame, request.run)
         completion = build_completion(
-            response, slot.endpoint, slot.tier, slot.ctx.params, slot.outcome.latency_s
+            response, slot.endpoint, slot.tier, request.params, slot.outcome.latency_s
         )
         completion.usage, completion.cost = usage, cost
-        completion.attempts = list(slot.ctx.attempts)
+        completion.attempts = list(request.attempts)
         end_attempt_span(
             slot.span,
             attempt,
             slot.endpoint,
             params=slot.params,
-            messages=slot.ctx.messages,
+            messages=request.messages,
             output_message=message,
             output_text=self.text,
             finish_reason=self.finish_reason,
@@ -122,7 +148,7 @@ def _mid_stream_error(state: StreamState, err: BaseException) -> CallError:
     return CallError(
         f"the stream from {state.slot.endpoint.id} failed after {len(state.parts)} chunks "
         f"({type(err).__name__}: {err}); what was received was paid for and recorded",
-        state.slot.ctx.attempts,
+        state.slot.request.attempts,
     )
 
 
@@ -197,17 +223,17 @@ class AsyncCompletionStream:
         try:
             chunk = await self._iter.__anext__()
         except StopAsyncIteration:
-            self._state.finish()
+            await self._state.afinish()
             raise
         except Exception as err:
-            self._state.finish(err)
+            await self._state.afinish(err)
             raise _mid_stream_error(self._state, err) from err
         self._state.on_chunk(chunk)
         return chunk
 
     async def aclose(self) -> None:
         if self._state.completion is None:
-            self._state.finish()
+            await self._state.afinish()
             close = getattr(self._iter, "aclose", None)
             if close is not None:
                 await close()

@@ -11,45 +11,44 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from openinference.semconv.trace import SpanAttributes as OI
 
+from agentflow.cli._spans import (
+    ReportError,
+    SpanRecord,
+    call_cost,
+    read_jsonl,
+    read_phoenix,
+    to_float,
+    to_int,
+)
 from tracing import attributes as A
 
-__all__ = ["Group", "Report", "SpanRecord", "add_parser", "build_report", "render_html", "run"]
+__all__ = [
+    "Group",
+    "Report",
+    "ReportError",
+    "SpanRecord",
+    "add_parser",
+    "build_report",
+    "format_usd",
+    "read_jsonl",
+    "render_html",
+    "run",
+]
 
 GROUPINGS: Final = ("run", "step", "tier", "endpoint")
 _CALL_KINDS: Final = frozenset({"LLM", "EMBEDDING"})
 _NONE: Final = "(none)"
 # A run's LLM spans and its roll-up are both rounded floats: agree within this.
 _TOLERANCE_USD: Final = 1e-9
-
-
-class ReportError(Exception):
-    """A span source that cannot be read; the message is shown to the user."""
-
-
-@dataclass(frozen=True)
-class SpanRecord:
-    """One span, from either source, reduced to what the report needs."""
-
-    trace_id: str
-    span_id: str
-    parent_id: str | None
-    name: str
-    kind: str  # openinference.span.kind, "" when absent
-    start_ns: int | None
-    end_ns: int | None
-    error: bool
-    attributes: Mapping[str, Any]
 
 
 @dataclass
@@ -88,11 +87,11 @@ class Group:
         self.errors += int(span.error)
         if attrs.get(A.AGENTFLOW_CACHE_HIT) is True:
             self.cache_hits += 1
-            self.saved.append(_float(attrs.get(A.AGENTFLOW_COST_SAVED_USD)))
-        self.prompt_tokens += _int(attrs.get(OI.LLM_TOKEN_COUNT_PROMPT))
-        self.cached_tokens += _int(attrs.get(OI.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_READ))
-        self.completion_tokens += _int(attrs.get(OI.LLM_TOKEN_COUNT_COMPLETION))
-        self.costs.append(_cost(attrs))
+            self.saved.append(to_float(attrs.get(A.AGENTFLOW_COST_SAVED_USD)))
+        self.prompt_tokens += to_int(attrs.get(OI.LLM_TOKEN_COUNT_PROMPT))
+        self.cached_tokens += to_int(attrs.get(OI.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_READ))
+        self.completion_tokens += to_int(attrs.get(OI.LLM_TOKEN_COUNT_COMPLETION))
+        self.costs.append(call_cost(attrs))
         if span.start_ns is not None and span.end_ns is not None:
             self.latencies_ms.append((span.end_ns - span.start_ns) / 1e6)
 
@@ -106,118 +105,6 @@ class Report:
     step_tier_cost: dict[tuple[str, str], float]
     warnings: list[str]
     span_count: int
-
-
-def _cost(attrs: Mapping[str, Any]) -> float:
-    """``llm.cost.total``, or prompt + completion when a producer set only those."""
-    total = attrs.get(OI.LLM_COST_TOTAL)
-    if total is None:
-        return _float(attrs.get(OI.LLM_COST_PROMPT)) + _float(attrs.get(OI.LLM_COST_COMPLETION))
-    return _float(total)
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value or 0.0)
-    except (TypeError, ValueError):
-        return 0.0
-
-
-# -- reading ---------------------------------------------------------------------------
-
-
-def _record_from_jsonl(raw: Any, where: str) -> SpanRecord:
-    if not isinstance(raw, dict) or not raw.get("span_id") or "attributes" not in raw:
-        raise ReportError(f"{where}: not a span record (need span_id, attributes, ...)")
-    attrs = raw.get("attributes") or {}
-    status = raw.get("status") or {}
-    if not isinstance(attrs, dict) or not isinstance(status, dict):
-        raise ReportError(f"{where}: attributes and status must be objects")
-    return SpanRecord(
-        trace_id=str(raw.get("trace_id") or ""),
-        span_id=str(raw["span_id"]),
-        parent_id=raw.get("parent_id") or None,
-        name=str(raw.get("name") or ""),
-        kind=str(attrs.get(OI.OPENINFERENCE_SPAN_KIND) or ""),
-        start_ns=raw.get("start_time_ns"),
-        end_ns=raw.get("end_time_ns"),
-        error=status.get("code") == "ERROR",
-        attributes=attrs,
-    )
-
-
-def read_jsonl(path: str) -> list[SpanRecord]:
-    """The spans of a ``JsonlSpanExporter`` file; ReportError if missing or malformed."""
-    import tracing
-
-    file = Path(path)
-    if not file.is_file():
-        raise ReportError(f"no such span file: {path}")
-    records: list[SpanRecord] = []
-    try:
-        for number, raw in enumerate(tracing.read_spans(file), start=1):
-            records.append(_record_from_jsonl(raw, f"{path}: span {number}"))
-    except json.JSONDecodeError as exc:
-        raise ReportError(
-            f"{path}: line {len(records) + 1} is not JSON ({exc.msg}); "
-            "expected a file written by tracing.JsonlSpanExporter"
-        ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(f"cannot read {path}: {exc}") from exc
-    return records
-
-
-def _ns(value: Any) -> int | None:
-    if isinstance(value, int | float):
-        return int(value)
-    if isinstance(value, str) and value:
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return int(moment.timestamp() * 1e9)
-    return None
-
-
-def _record_from_phoenix(raw: Mapping[str, Any]) -> SpanRecord:
-    context = raw.get("context") or {}
-    attrs = raw.get("attributes") or {}
-    kind = raw.get("span_kind") or attrs.get(OI.OPENINFERENCE_SPAN_KIND) or ""
-    return SpanRecord(
-        trace_id=str(context.get("trace_id") or ""),
-        span_id=str(context.get("span_id") or raw.get("id") or ""),
-        parent_id=raw.get("parent_id") or None,
-        name=str(raw.get("name") or ""),
-        kind=str(kind).upper(),
-        start_ns=_ns(raw.get("start_time")),
-        end_ns=_ns(raw.get("end_time")),
-        error=str(raw.get("status_code") or "").upper() == "ERROR",
-        attributes=attrs,
-    )
-
-
-def read_phoenix(base_url: str, project: str) -> list[SpanRecord]:
-    """A Phoenix project's spans; ReportError if Phoenix cannot be reached."""
-    from tracing import PhoenixError
-    from tracing.phoenix import get_spans
-
-    try:
-        raw = get_spans(base_url, project)
-    except (PhoenixError, OSError) as exc:
-        raise ReportError(
-            f"cannot read project {project!r} from Phoenix {base_url}: {exc}"
-        ) from exc
-    return [_record_from_phoenix(s) for s in raw]
-
-
-# -- grouping --------------------------------------------------------------------------
 
 
 def build_report(spans: Iterable[SpanRecord]) -> Report:
@@ -274,7 +161,7 @@ def build_report(spans: Iterable[SpanRecord]) -> Report:
         }
         for grouping, label in labels.items():
             tables[grouping].setdefault(label, Group()).add(span)
-        cost = _cost(span.attributes)
+        cost = call_cost(span.attributes)
         if run_key:
             run_sums[run_key].append(cost)
         key = (labels["step"], labels["tier"])
@@ -286,10 +173,10 @@ def build_report(spans: Iterable[SpanRecord]) -> Report:
         if rollup is None:
             continue
         summed = math.fsum(run_sums[key])
-        if abs(summed - _float(rollup)) > _TOLERANCE_USD:
+        if abs(summed - to_float(rollup)) > _TOLERANCE_USD:
             warnings.append(
                 f"warning: run {label!r}: its LLM spans sum to ${summed:.8f} but the run "
-                f"span's {A.AGENTFLOW_COST_TOTAL_USD} is ${_float(rollup):.8f} "
+                f"span's {A.AGENTFLOW_COST_TOTAL_USD} is ${to_float(rollup):.8f} "
                 "(spans missing from the source?)"
             )
     return Report(tables, step_tier, warnings, len(by_id))

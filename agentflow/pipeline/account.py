@@ -1,24 +1,43 @@
-"""Stage 7, account: normalise usage across engines, price it, write spans and metrics."""
+"""Stage 7, account: normalise usage across engines, price it, write spans and metrics.
+
+Each attempt is one LLM (or EMBEDDING) span, started before the call and ended with its
+usage, cost and, once scored, its confidence; every attempt is added to the step's and
+the run's totals. A cache hit is an LLM span too, with cost 0 and what it saved.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from openinference.semconv.trace import SpanAttributes
 from opentelemetry import trace
 
 import tracing
-from agentflow._completion import Attempt
+from agentflow._completion import Attempt, Completion, Embedding
 from agentflow._context import StepFrame
+from agentflow._response import build_completion
 from agentflow._zoo import Endpoint
+from agentflow.pipeline.effects import status_code
+from agentflow.pipeline.request import Request, Slot
 from budgets import Cost, Usage
 from tracing import attributes as A
 
-__all__ = ["end_attempt_span", "normalise_usage", "price", "record_attempt", "start_attempt_span"]
+__all__ = [
+    "chat_success",
+    "embed_success",
+    "end_attempt_span",
+    "normalise_usage",
+    "price",
+    "record_attempt",
+    "record_cache_hit",
+    "record_failure",
+    "start_attempt_span",
+]
 
-_tracer = trace.get_tracer("agentflow")
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -75,7 +94,7 @@ def start_attempt_span(
     }
     if routed_by is not None:
         attributes[A.AGENTFLOW_ROUTE_ROUTER] = routed_by
-    return _tracer.start_span(
+    return tracing.tracer().start_span(
         f"{'embeddings' if embedding else 'chat'} {endpoint.span_model}", attributes=attributes
     )
 
@@ -169,7 +188,7 @@ def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(value, default=str))  # type: ignore[no-any-return]
 
 
-def record_attempt(attempt: Attempt, frame: StepFrame | None) -> None:
+def record_attempt(attempt: Attempt, frame: StepFrame | None, run: Any) -> None:
     """Add the attempt to every enclosing step's totals and to the run."""
     if frame is not None:
         for f in frame.chain():
@@ -181,10 +200,138 @@ def record_attempt(attempt: Attempt, frame: StepFrame | None) -> None:
                 cache_hit=attempt.cache_hit,
                 saved_usd=attempt.saved_usd,
             )
-        run = frame.run
-    else:
-        from agentflow._context import current_run
-
-        run = current_run.get()
     if run is not None:
         run._record(attempt, frame)
+
+
+def _record(slot: Slot, attempt: Attempt) -> None:
+    slot.request.attempts.append(attempt)
+    record_attempt(attempt, slot.request.frame, slot.request.run)
+
+
+def chat_success(slot: Slot, usage: Usage, cost: Cost, reported: bool) -> Completion:
+    """A chat answer came back and was settled: account it, build the Completion."""
+    request = slot.request
+    response = slot.outcome.response
+    attempt = slot.attempt(usage, cost, reported)
+    try:
+        completion = build_completion(
+            response, slot.endpoint, slot.tier, request.params, slot.outcome.latency_s
+        )
+    except BaseException as err:
+        # the engine answered and was paid; the answer is unusable
+        attempt = replace(attempt, ok=False, error=f"{type(err).__name__}: {err}")
+        _record(slot, attempt)
+        end_attempt_span(slot.span, attempt, slot.endpoint, params=slot.params, error=err)
+        raise
+    _record(slot, attempt)
+
+    def end_span(confidence: float | None = None, error: BaseException | None = None) -> None:
+        end_attempt_span(
+            slot.span,
+            replace(attempt, confidence=confidence),
+            slot.endpoint,
+            params=slot.params,
+            messages=request.messages,
+            output_message=completion.message,
+            output_text=completion.text,
+            finish_reason=completion.finish_reason,
+            error=error,
+        )
+
+    if request.escalate is None:
+        end_span()
+    else:  # the span ends once the scorer has said how confident the answer is
+        request.end_span = end_span
+    completion.usage, completion.cost = usage, cost
+    return completion
+
+
+def record_failure(slot: Slot, err: BaseException, usage: Usage | None = None) -> None:
+    """Account a failed attempt (refunded unless ``usage`` says tokens were spent)."""
+    usage = usage or Usage()
+    cost = price(slot.endpoint, usage)
+    attempt = slot.attempt(
+        usage,
+        cost,
+        False,
+        ok=False,
+        error=tracing.redact(f"{type(err).__name__}: {err}"),
+        status_code=status_code(err),
+    )
+    _record(slot, attempt)
+    end_attempt_span(
+        slot.span,
+        attempt,
+        slot.endpoint,
+        params=slot.params,
+        messages=slot.request.messages,
+        error=err,
+        operation=slot.request.operation,
+    )
+
+
+def embed_success(slot: Slot, usage: Usage, cost: Cost) -> Embedding:
+    """An embeddings answer came back and was settled: account it, build the Embedding."""
+    response = slot.outcome.response
+    attempt = slot.attempt(usage, cost, False)
+    _record(slot, attempt)
+    end_attempt_span(slot.span, attempt, slot.endpoint, params=slot.params, operation="embeddings")
+    data = getattr(response, "data", None) or []
+    vectors = [list(d["embedding"] if isinstance(d, dict) else d.embedding) for d in data]
+    return Embedding(
+        vectors=vectors,
+        tier=slot.tier,
+        model=slot.endpoint.span_model,
+        endpoint=slot.endpoint.id,
+        usage=usage,
+        cost=cost,
+        attempts=list(slot.request.attempts),
+        raw=response,
+    )
+
+
+def record_cache_hit(
+    request: Request,
+    completion: Completion,
+    kind: str,
+    similarity: float | None,
+    saved: Decimal,
+) -> Completion:
+    """A cache hit: an LLM span with cost 0 and what it saved, an ``Attempt`` with
+    ``cache_hit=True``, added to the step's and run's totals."""
+    attempt = Attempt(
+        number=len(request.attempts) + 1,
+        tier=completion.tier,
+        endpoint=f"cache:{kind}",
+        model=completion.model,
+        usage=Usage(),
+        cost=Cost(),
+        latency_s=completion.latency_s,
+        ok=True,
+        step=request.step_name,
+        confidence=completion.confidence,
+        cache_hit=True,
+        saved_usd=saved,
+    )
+    attrs = tracing.cache_hit_attributes(
+        kind=kind,
+        saved_usd=saved,
+        model=completion.model,
+        similarity=similarity,
+        endpoint=attempt.endpoint,  # "cache:exact": no replica served it
+    )
+    attrs[A.AGENTFLOW_TIER] = completion.tier
+    attrs[A.AGENTFLOW_ATTEMPT] = attempt.number
+    attrs.update(
+        tracing.content_attributes(
+            request.messages, completion.text, completion.message, tracing.content_config()
+        )
+    )
+    span = tracing.tracer().start_span(f"chat {completion.model}", attributes=attrs)
+    span.end()
+    request.attempts.append(attempt)
+    record_attempt(attempt, request.frame, request.run)
+    tracing.record_cache_hit(kind, saved)
+    completion.attempts = list(request.attempts)
+    return completion

@@ -1,4 +1,5 @@
-"""Stage 1, route: the tier's replicas in the order to try them, then its fallbacks.
+"""Stage 1, route: the tier (a router's choice for ``tier="auto"``), then the tier's
+replicas in the order to try them, then its fallbacks.
 
 With ``prefix_cache`` on, the stable prefix of the prompt (leading system messages,
 static-marked messages and tool schemas) picks the replica by rendezvous hashing: the
@@ -14,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from agentflow._layout import stable_messages
+from agentflow._errors import ConfigError, UnknownTierError
 from agentflow._zoo import Endpoint, ModelZoo, Tier
 
 __all__ = [
@@ -27,9 +27,9 @@ __all__ = [
     "LOAD_GUARD_MIN",
     "InFlight",
     "candidates",
+    "choose_tier",
     "inflight",
     "overloaded",
-    "prefix_key",
     "rendezvous",
 ]
 
@@ -80,6 +80,11 @@ class InFlight:
             else:  # never below zero, and idle endpoints leave no entry behind
                 self._counts.pop(endpoint_id, None)
 
+    def reset(self) -> None:
+        """Forget every count (testing)."""
+        with self._lock:
+            self._counts.clear()
+
     def count(self, endpoint_id: str) -> int:
         return self._counts.get(endpoint_id, 0)
 
@@ -91,19 +96,6 @@ class InFlight:
 
 inflight = InFlight()
 """The process-wide in-flight counter the router's load guard reads."""
-
-
-def prefix_key(messages: Sequence[Mapping[str, Any]], tools: Any = None) -> str:
-    """A hash of the prompt's stable prefix: leading system messages, static-marked
-    messages and tool schemas (the same before and after ``arrange``)."""
-    stable: list[Any] = [[m.get("role"), m.get("content")] for m in stable_messages(messages)]
-    if not stable and messages:
-        # no system prompt: the first message's opening stands in for the prefix
-        stable.append(str(messages[0].get("content"))[:256])
-    if tools:
-        stable.append(tools)
-    blob = json.dumps(stable, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
 
 def rendezvous(key: str, endpoints: Sequence[Endpoint]) -> list[Endpoint]:
@@ -142,15 +134,30 @@ def _ordered(tier: Tier, key: str | None) -> list[Endpoint]:
     return order  # every replica is busy: stay where the cache is
 
 
-def candidates(
-    zoo: ModelZoo,
-    tier_name: str,
+def choose_tier(
+    router: Any,
     messages: Sequence[Mapping[str, Any]],
-    params: Mapping[str, Any],
-    prefix_cache: bool,
-) -> Iterator[tuple[Tier, Endpoint]]:
-    """Every (tier, endpoint) to try, in order: replicas, then the fallback chain."""
-    key = prefix_key(messages, params.get("tools")) if prefix_cache else None
+    *,
+    kind: str,
+    zoo: ModelZoo,
+    where: str,
+) -> tuple[str, str]:
+    """``tier="auto"``: ask ``router`` for a tier; ``(tier, router name)``."""
+    if router is None:
+        raise ConfigError(
+            f"{where} uses tier='auto' but no router is set: pass router= to the step or "
+            "af.configure(router=...) (e.g. agentflow.routing.RuleRouter)"
+        )
+    choice = router.choose(messages, kind=kind, tiers=tuple(zoo.names))
+    name = type(router).__name__
+    if choice not in zoo.names:
+        raise UnknownTierError(str(choice), zoo.names, where=f"{where}: router {name}")
+    return choice, name
+
+
+def candidates(zoo: ModelZoo, tier_name: str, key: str | None) -> Iterator[tuple[Tier, Endpoint]]:
+    """Every (tier, endpoint) to try, in order: replicas, then the fallback chain.
+    ``key``: the prompt's prefix hash (pins it to a replica), None for round-robin."""
     seen: set[str] = set()
     name: str | None = tier_name
     while name is not None and name not in seen:

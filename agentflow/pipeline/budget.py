@@ -1,0 +1,270 @@
+"""Stage 2, budget: cap ``max_tokens`` to what the budgets can pay, reserve, settle.
+
+Every budget that applies — each enclosing step's, the run's and the tenant's — reserves
+the worst-case cost of an attempt before it is sent (prompt tokens counted, output capped
+at ``max_tokens``) and settles the actual cost after it; a failed attempt is refunded.
+Concurrent calls therefore can never spend past a budget.
+
+Counting through an engine's ``/tokenize`` and ledgers on disk or Redis are I/O: each is
+an ``Io`` effect the driver performs (in a worker thread or through the async twin under
+asyncio), so the stage itself never blocks an event loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from agentflow._errors import BudgetExceededError
+from agentflow.pipeline.effects import Effect, Io
+from agentflow.pipeline.request import Request, Reservations
+from budgets import (
+    BudgetExceeded,
+    Cost,
+    Ledger,
+    MemoryBackend,
+    Remaining,
+    TokenCounter,
+    Usage,
+    areserve_all,
+    reserve_all,
+)
+
+if TYPE_CHECKING:
+    from agentflow._zoo import Endpoint
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "PROMPT_MARGIN",
+    "BudgetGate",
+    "counter_for",
+    "ledgers_for",
+    "reset_counters",
+]
+
+# a call with no max_tokens under a money budget reserves at most this many output tokens,
+# so one call cannot lock the whole budget while it runs
+DEFAULT_MAX_TOKENS = 2048
+# our offline count may differ from the engine's tokenizer; reserve this much more
+PROMPT_MARGIN = 1.15
+
+_counters: dict[tuple[str | None, str], TokenCounter] = {}
+
+
+def counter_for(endpoint: Endpoint) -> TokenCounter:
+    """The endpoint's own tokenizer when it serves ``/tokenize`` (self-hosted engines:
+    exact), else tiktoken offline. Offline tiktoken under-counts SmolLM2 prompts by about
+    a third (docs: budgets), which is why self-hosted endpoints are asked."""
+    key = (endpoint.api_base, endpoint.model)
+    counter = _counters.get(key)
+    if counter is None:
+        if endpoint.api_base:
+            counter = TokenCounter.for_endpoint(endpoint.api_base, endpoint.model)
+        else:
+            counter = TokenCounter.for_model(endpoint.model)
+        _counters[key] = counter
+    return counter
+
+
+def reset_counters() -> None:
+    """Forget the token counters (and close their HTTP clients)."""
+    for counter in list(_counters.values()):
+        counter.close()
+    _counters.clear()
+
+
+def ledgers_for(request: Request) -> list[Ledger]:
+    """Every ledger a call must fit in: each enclosing step's, the run's, the tenant's."""
+    ledgers: list[Ledger] = []
+    if request.frame is not None:
+        ledgers.extend(f.ledger for f in request.frame.chain() if f.ledger is not None)
+    run = request.run
+    if run is not None:
+        ledgers.extend(lg for lg in (run.ledger, run.tenant_ledger) if lg is not None)
+    return ledgers
+
+
+def _in_memory(ledgers: list[Ledger]) -> bool:
+    return all(type(lg.backend) is MemoryBackend for lg in ledgers)  # a subclass may do I/O
+
+
+class BudgetGate:
+    """The budget stage of one call: what every attempt may spend, held and settled."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.ledgers = ledgers_for(request)
+        self.blocking = not _in_memory(self.ledgers)  # disk or Redis: I/O
+        self._prompt: dict[str, int] = {}
+
+    # --- effects --------------------------------------------------------------------
+    def prompt_tokens(self, endpoint: Endpoint) -> Generator[Effect, Any, int]:
+        """The prompt's tokens with a safety margin (counted once per model)."""
+        n = self._prompt.get(endpoint.model)
+        if n is None:
+            counter = counter_for(endpoint)
+            messages, tools = self.request.messages, self.request.params.get("tools")
+            raw = yield Io(
+                lambda: counter.count_messages(messages, tools),
+                lambda: counter.acount_messages(messages, tools),
+                blocking=not counter.method.startswith(("tiktoken", "approx")),
+            )
+            n = self._prompt[endpoint.model] = math.ceil(raw * PROMPT_MARGIN)
+        return n
+
+    def _remaining(self) -> Generator[Effect, Any, list[Remaining]]:
+        if not self.blocking:
+            return [ledger.remaining() for ledger in self.ledgers]
+        ledgers = self.ledgers
+        return (yield Io(lambda: [ledger.remaining() for ledger in ledgers]))  # type: ignore[no-any-return]
+
+    def reserve(
+        self, endpoint: Endpoint, tier: str
+    ) -> Generator[Effect, Any, tuple[dict[str, Any], Reservations]]:
+        """Cap ``max_tokens`` and hold the attempt's worst case in every ledger; the
+        parameters to send and the holds. Raises ``BudgetExceededError`` on refusal."""
+        params = dict(self.request.params)
+        if not self.ledgers:
+            return params, []
+        prompt = yield from self.prompt_tokens(endpoint)
+        if self.request.operation == "embeddings":
+            cap: int | None = 0  # an embedding has no output tokens to cap
+        else:
+            rems = yield from self._remaining()
+            cap, binding, limit = self._cap(endpoint, prompt, rems)
+            if cap is not None:
+                if cap < 1:
+                    assert binding is not None
+                    rem = rems[self.ledgers.index(binding)]
+                    left = rem.usd if limit == "max_usd" else rem.output_tokens
+                    raise BudgetExceededError(
+                        binding.name,
+                        limit,
+                        f"at least 1 output token after a {prompt}-token prompt on tier {tier!r}",
+                        left,
+                    )
+                key = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
+                params[key] = cap
+        pricing = endpoint.token_pricing()
+        usd = pricing.cost(Usage(prompt, 0, cap or 0)).total_usd if pricing else Decimal(0)
+        ledgers = self.ledgers
+        amounts: dict[str, Any] = {
+            "usd": usd,
+            "input_tokens": prompt,
+            "output_tokens": cap or 0,
+            "calls": 1,
+        }
+        try:
+            held = yield Io(
+                lambda: reserve_all(ledgers, **amounts),
+                lambda: areserve_all(ledgers, **amounts),
+                blocking=self.blocking,
+            )
+        except BudgetExceeded as err:
+            raise BudgetExceededError(err.budget, err.limit, err.asked, err.remaining) from None
+        return params, list(zip(ledgers, held, strict=True))
+
+    def settle(
+        self, reservations: Reservations, usage: Usage, cost: Cost
+    ) -> Generator[Effect, Any, None]:
+        """Replace the holds by what the attempt used."""
+        if reservations:
+            yield Io(
+                lambda: self.settle_now(reservations, usage, cost),
+                lambda: self.asettle(reservations, usage, cost),
+                blocking=self.blocking,
+            )
+
+    def release(self, reservations: Reservations) -> Generator[Effect, Any, None]:
+        """Drop the holds of an attempt that failed: nothing of it counts."""
+        if reservations:
+            yield Io(
+                lambda: self.release_now(reservations),
+                lambda: self.arelease(reservations),
+                blocking=self.blocking,
+            )
+
+    def can_afford_tier(self, tier_name: str) -> Generator[Effect, Any, bool]:
+        """Whether the next escalation tier's first endpoint fits in every budget."""
+        if not self.ledgers:
+            return True
+        endpoint = self.request.zoo.tier(tier_name).endpoints[0]
+        prompt = yield from self.prompt_tokens(endpoint)
+        rems = yield from self._remaining()
+        try:
+            cap, _, _ = self._cap(endpoint, prompt, rems)
+        except BudgetExceeded:
+            return False
+        return cap is None or cap >= 1
+
+    def forget_counts(self) -> None:
+        """The prompt changed (trimmed): count it again."""
+        self._prompt.clear()
+
+    # --- direct calls (streams settle outside any driver) ---------------------------
+    @staticmethod
+    def settle_now(reservations: Reservations, usage: Usage, cost: Cost) -> None:
+        for ledger, res in reservations:
+            ledger.settle(
+                res,
+                usd=cost.total_usd,
+                input_tokens=usage.prompt_tokens,
+                output_tokens=usage.completion_tokens,
+            )
+
+    @staticmethod
+    async def asettle(reservations: Reservations, usage: Usage, cost: Cost) -> None:
+        for ledger, res in reservations:
+            await ledger.asettle(
+                res,
+                usd=cost.total_usd,
+                input_tokens=usage.prompt_tokens,
+                output_tokens=usage.completion_tokens,
+            )
+
+    @staticmethod
+    def release_now(reservations: Reservations) -> None:
+        for ledger, res in reservations:
+            ledger.release(res)
+
+    @staticmethod
+    async def arelease(reservations: Reservations) -> None:
+        for ledger, res in reservations:
+            await ledger.arelease(res)
+
+    # --- arithmetic -----------------------------------------------------------------
+    def _cap(
+        self, endpoint: Endpoint, prompt: int, rems: list[Remaining]
+    ) -> tuple[int | None, Ledger | None, str]:
+        """The largest max_tokens every budget can pay for, and the budget that binds."""
+        params = self.request.params
+        asked = params.get("max_tokens") or params.get("max_completion_tokens")
+        money = any(rem.usd is not None for rem in rems)
+        cap: int | None = int(asked) if asked else (DEFAULT_MAX_TOKENS if money else None)
+        binding: Ledger | None = None
+        limit = "max_output_tokens"
+        pricing = endpoint.token_pricing()
+        for ledger, rem in zip(self.ledgers, rems, strict=True):
+            if rem.input_tokens is not None and prompt > rem.input_tokens:
+                raise BudgetExceededError(ledger.name, "max_input_tokens", prompt, rem.input_tokens)
+            if rem.calls is not None and rem.calls < 1:
+                raise BudgetExceededError(ledger.name, "max_calls", 1, rem.calls)
+            if rem.output_tokens is not None and (cap is None or rem.output_tokens < cap):
+                cap, binding, limit = rem.output_tokens, ledger, "max_output_tokens"
+            if rem.usd is not None and pricing is not None:
+                prompt_cost = pricing.cost(Usage(prompt, 0, 0)).total_usd
+                if prompt_cost > rem.usd:
+                    raise BudgetExceededError(
+                        ledger.name,
+                        "max_usd",
+                        f"${prompt_cost:.6f} for a {prompt}-token prompt",
+                        f"${rem.usd:.6f}",
+                    )
+                per_token = pricing.output_per_mtok / Decimal(1_000_000)
+                if per_token > 0:
+                    afford = int((rem.usd - prompt_cost) / per_token)
+                    if cap is None or afford < cap:
+                        cap, binding, limit = afford, ledger, "max_usd"
+        return cap, binding, limit

@@ -1,0 +1,275 @@
+"""Stage 5, call: shape the request for litellm, send it, classify what failed and say
+how long to back off (tenacity's wait and stop strategies).
+
+litellm is imported lazily with offline-safe settings: ``import litellm`` costs seconds
+and, without ``LITELLM_LOCAL_MODEL_COST_MAP=True``, fetches a price map from the
+network. agentflow never imports it at ``import agentflow``; ``warm_up()`` imports it in
+a background thread once ``af.configure`` runs, so the first call does not pay for it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from tenacity import RetryCallState, stop_after_attempt, stop_after_delay, wait_random_exponential
+from tenacity.wait import wait_base
+
+from agentflow.pipeline.effects import Call, Outcome, status_code
+
+if TYPE_CHECKING:
+    from agentflow._policy import RetryPolicy
+    from agentflow._zoo import Endpoint
+
+__all__ = [
+    "Backoff",
+    "asend",
+    "classify",
+    "litellm",
+    "request_kwargs",
+    "reset_clients",
+    "retry_after",
+    "send",
+    "warm_up",
+]
+
+_lock = threading.Lock()
+_module: ModuleType | None = None
+
+
+def litellm() -> ModuleType:
+    """The litellm module, imported once with offline-safe settings."""
+    global _module
+    if _module is not None:
+        return _module
+    with _lock:
+        if _module is None:
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            # litellm overwrites TIKTOKEN_CACHE_DIR with its bundled encodings; keep ours
+            custom = os.environ.get("TIKTOKEN_CACHE_DIR")
+            if custom and "CUSTOM_TIKTOKEN_CACHE_DIR" not in os.environ:
+                os.environ["CUSTOM_TIKTOKEN_CACHE_DIR"] = custom
+            import litellm as mod
+
+            mod.telemetry = False
+            mod.suppress_debug_info = True
+            mod.drop_params = False
+            _module = mod
+    return _module
+
+
+_warming: threading.Thread | None = None
+
+
+def warm_up() -> None:
+    """Import litellm in a daemon thread (once), so the first call of a process does
+    not spend ~3 s importing it inside a step's latency."""
+    global _warming
+    if _module is not None or _warming is not None:
+        return
+    _warming = threading.Thread(target=litellm, name="agentflow-litellm-import", daemon=True)
+    _warming.start()
+
+
+# --- request shaping -------------------------------------------------------------------
+# agentflow retries and fails over itself, so every call made is an attempt we can see;
+# and it caches answers itself: a global ``litellm.cache`` an application set must not
+# serve (unaccounted, untraced) or store agentflow's calls
+_NO_HIDDEN_RETRIES = {"num_retries": 0, "max_retries": 0, "caching": False}
+
+
+def request_kwargs(
+    endpoint: Endpoint,
+    params: Mapping[str, Any],
+    operation: str,
+    *,
+    messages: list[dict[str, Any]] | None = None,
+    texts: list[str] | None = None,
+) -> dict[str, Any]:
+    """litellm's keyword arguments for one attempt at ``endpoint``."""
+    kwargs = endpoint.litellm_params()
+    kwargs.update(params)
+    kwargs.update(_NO_HIDDEN_RETRIES)
+    kwargs["cache"] = {"no-cache": True, "no-store": True}  # litellm's own cache: off
+    if operation == "embeddings":
+        kwargs["input"] = texts
+    else:
+        kwargs["messages"] = messages
+    if kwargs.get("tools"):
+        # litellm would otherwise import its MCP bridge (and the `mcp` package) for any
+        # call with tools; agentflow passes tools to the engine as they are
+        kwargs["_skip_mcp_handler"] = True
+    if operation == "chat_stream":
+        kwargs["stream"] = True
+        opts = dict(kwargs.get("stream_options") or {})
+        opts["include_usage"] = True  # the engine's own usage settles the stream
+        kwargs["stream_options"] = opts
+    return kwargs
+
+
+_clients: dict[tuple[str, bool], Any] = {}
+
+
+def _embedding_client(endpoint: Endpoint, use_async: bool) -> Any:
+    """An OpenAI client that never retries, for litellm's embedding path: it treats
+    ``max_retries=0`` as unset and sets 2 on any client it is given, so those retries
+    would happen where agentflow cannot see (or trace, or pay for) them."""
+    key = (endpoint.id, use_async)
+    client = _clients.get(key)
+    if client is None:
+        import openai
+
+        base = openai.AsyncOpenAI if use_async else openai.OpenAI
+
+        class NoRetryClient(base):  # type: ignore[valid-type,misc]  # a runtime-chosen base
+            @property
+            def max_retries(self) -> int:
+                return 0
+
+            @max_retries.setter
+            def max_retries(self, value: int) -> None:
+                pass  # litellm's 2 is ignored: agentflow retries itself
+
+        params = endpoint.litellm_params()
+        client = _clients[key] = NoRetryClient(
+            base_url=params.get("api_base"),
+            api_key=params.get("api_key") or "none",
+            timeout=endpoint.timeout,
+        )
+    return client
+
+
+def reset_clients() -> None:
+    """Drop the pooled embedding clients (testing; they are rebuilt on demand)."""
+    _clients.clear()
+
+
+def _final_kwargs(call: Call, use_async: bool) -> dict[str, Any]:
+    if call.operation == "embeddings" and call.endpoint.provider == "openai":
+        return {**call.kwargs, "client": _embedding_client(call.endpoint, use_async)}
+    return call.kwargs
+
+
+def send(call: Call) -> Outcome:
+    """Perform ``call`` (blocking); the error, if any, is in the Outcome."""
+    ll = litellm()
+    fn = ll.embedding if call.operation == "embeddings" else ll.completion
+    kwargs = _final_kwargs(call, False)
+    t0 = time.perf_counter()
+    try:
+        response = fn(**kwargs)
+    except Exception as err:
+        return Outcome(error=err, latency_s=time.perf_counter() - t0)
+    return Outcome(response=response, latency_s=time.perf_counter() - t0)
+
+
+async def asend(call: Call) -> Outcome:
+    """Perform ``call`` under asyncio; the error, if any, is in the Outcome."""
+    ll = litellm()
+    fn = ll.aembedding if call.operation == "embeddings" else ll.acompletion
+    kwargs = _final_kwargs(call, True)
+    t0 = time.perf_counter()
+    try:
+        response = await fn(**kwargs)
+    except Exception as err:
+        return Outcome(error=err, latency_s=time.perf_counter() - t0)
+    return Outcome(response=response, latency_s=time.perf_counter() - t0)
+
+
+# --- what failed, and what next ---------------------------------------------------------
+_RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def classify(err: BaseException) -> str:
+    """``"retry"`` (transient: same endpoint again), ``"failover"`` (this endpoint is
+    gone: try the next) or ``"fatal"`` (the request itself is wrong: stop)."""
+    name = type(err).__name__
+    if name in ("Timeout", "APITimeoutError", "TimeoutError", "ReadTimeout"):
+        return "retry"
+    if name in ("APIConnectionError", "ConnectError", "ConnectionError", "RemoteProtocolError"):
+        return "retry"
+    code = status_code(err)
+    if code is not None:
+        if code in _RETRYABLE_STATUS or code >= 500:
+            return "retry"
+        if code in (401, 403, 404):
+            return "failover"
+        return "fatal"
+    if name in ("InternalServerError", "ServiceUnavailableError", "BadGatewayError", "APIError"):
+        return "retry"
+    if isinstance(err, (ConnectionError, TimeoutError, OSError)):
+        return "retry"
+    if name in ("JSONDecodeError", "APIResponseValidationError"):
+        return "retry"
+    return "fatal"
+
+
+def retry_after(err: BaseException) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After``), if it said."""
+    headers: Any = None
+    response = getattr(err, "response", None)
+    if response is not None:
+        headers = getattr(response, "headers", None)
+    if not headers:
+        headers = getattr(err, "litellm_response_headers", None) or getattr(err, "headers", None)
+    if not headers:
+        return None
+    try:
+        value = headers.get("retry-after") or headers.get("Retry-After")
+    except AttributeError:
+        return None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+class _RetryAfterFloor(wait_base):
+    """Jittered exponential backoff, never shorter than what the server asked for
+    (``Retry-After``, capped at ``cap`` seconds)."""
+
+    def __init__(self, jitter: wait_base, cap: float) -> None:
+        self.jitter = jitter
+        self.cap = cap
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        wait = float(self.jitter(retry_state))
+        outcome = retry_state.outcome
+        err = outcome.exception() if outcome is not None else None
+        asked = retry_after(err) if err is not None else None
+        return wait if asked is None else max(min(asked, self.cap), wait)
+
+
+class Backoff:
+    """The retry schedule of one endpoint within one call, on tenacity's strategies:
+    ``max_attempts`` per endpoint, ``max_time`` for the whole call (from ``started``),
+    full-jitter exponential waits with ``Retry-After`` as a floor. Pure arithmetic: the
+    plan yields the ``Sleep``."""
+
+    def __init__(self, policy: RetryPolicy, started: float) -> None:
+        self.state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # no Retrying object: we drive the state
+        self.state.start_time = started
+        self.max_time = policy.max_time
+        self.stop = stop_after_attempt(policy.max_attempts) | stop_after_delay(policy.max_time)
+        self.wait = _RetryAfterFloor(
+            wait_random_exponential(multiplier=policy.initial_backoff, max=policy.max_backoff),
+            policy.max_retry_after,
+        )
+
+    def next_wait(self, err: BaseException) -> float | None:
+        """Seconds to wait before retrying after ``err``, or None: stop (fail over)."""
+        state = self.state
+        state.set_exception((type(err), err, err.__traceback__))
+        if self.stop(state):
+            return None
+        wait = self.wait(state)
+        if (state.seconds_since_start or 0.0) + wait >= self.max_time:
+            return None  # the wait would end past the call's deadline
+        state.prepare_for_next_attempt()
+        return wait

@@ -1,0 +1,341 @@
+"""The pipeline's order: route → budget → cache → layout → call → score → account.
+
+A plan is a generator that never performs I/O itself: it yields effects
+(``agentflow.pipeline.effects``) and gets their results sent back; ``drivers`` runs it
+synchronously or under asyncio. The stages never import each other or this module:
+this module is the one place that says which stage runs when, so the logic of routing,
+retries, failover, budgets, caching and escalation exists once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from opentelemetry import trace
+
+import tracing
+from agentflow._completion import Completion, Embedding
+from agentflow._config import get_config, get_zoo
+from agentflow._context import current_run, current_step, in_scorer
+from agentflow._errors import BudgetExceededError, CallError, ConfigError, ScorerError
+from agentflow._mode import get_mode
+from agentflow._policy import AUTO, Escalate, cache_control
+from agentflow.pipeline import account, layout, route
+from agentflow.pipeline.budget import BudgetGate
+from agentflow.pipeline.cache import CacheStage
+from agentflow.pipeline.call import Backoff, classify, request_kwargs
+from agentflow.pipeline.effects import Call, Effect, Outcome, Score, ScoreFailed, Sleep
+from agentflow.pipeline.request import Request, Slot
+from agentflow.pipeline.score import needs_logprobs
+
+__all__ = [
+    "answer_at_tier",
+    "build_embedding_request",
+    "build_request",
+    "plan_completion",
+    "plan_embedding",
+    "plan_stream",
+]
+
+T = TypeVar("T")
+Plan = Generator[Effect, Any, T]
+
+
+# --- the request ------------------------------------------------------------------------
+def build_request(
+    messages: Any,
+    params: dict[str, Any],
+    tier: str | None = None,
+    operation: str = "chat",
+) -> Request:
+    """The request value of one call: the step's policy applied, the prompt laid out
+    (stage 4) and the tier chosen (stage 1)."""
+    zoo = get_zoo()
+    frame = current_step.get()
+    policy = frame.policy if frame is not None else None
+    run = frame.run if frame is not None else current_run.get()
+    scoring = in_scorer.get()  # calls a scorer makes: no escalation, cache or routing
+    if messages is None:
+        raise ConfigError("af.complete needs messages=[{'role': 'user', 'content': ...}]")
+    cache_arg = params.pop("cache", None)
+    if cache_arg is not None and operation != "chat":
+        raise ConfigError(
+            "cache= applies to af.complete without stream=True; streamed and embedding "
+            "calls are never served from the response cache"
+        )
+    prefix_cache = policy.prefix_cache if policy else True
+    if prefix_cache:
+        msgs, params = layout.arrange(messages, params)
+    else:
+        msgs = [{k: v for k, v in m.items() if k != "static"} for m in messages]
+    chosen = tier or (policy.tier if policy else None) or zoo.default.name
+    routed_by = None
+    if chosen == AUTO:
+        if scoring:
+            chosen = zoo.default.name
+        else:
+            router = (policy.router if policy is not None else None) or get_config().router
+            chosen, routed_by = route.choose_tier(
+                router,
+                msgs,
+                kind=policy.kind if policy is not None else "generic",
+                zoo=zoo,
+                where=f"step {policy.name!r}" if policy is not None else "af.complete",
+            )
+    zoo.check_tier(chosen)
+    escalate = policy.escalate if policy and operation == "chat" and not scoring else None
+    if escalate is not None and needs_logprobs(escalate.scorer):
+        params.setdefault("logprobs", True)  # the scorer reads token logprobs
+    step_cache = policy.cache if policy is not None and not scoring else None
+    return Request(
+        zoo=zoo,
+        frame=frame,
+        messages=msgs,
+        params=params,
+        tier=chosen,
+        escalate=escalate,
+        retry=get_config().retry,
+        prefix_cache=prefix_cache,
+        on_budget=policy.on_budget if policy else "raise",
+        operation=operation,
+        cache=cache_control(step_cache, cache_arg) if operation == "chat" else None,
+        routed_by=routed_by,
+        run=run,
+    )
+
+
+def build_embedding_request(texts: list[str], tier: str | None, params: dict[str, Any]) -> Request:
+    params["input"] = texts
+    # token counting and prefix routing read messages; embeddings have only inputs
+    messages = [{"role": "user", "content": t} for t in texts]
+    return build_request(messages, params, tier, operation="embeddings")
+
+
+# --- chat: cache, then the climb ---------------------------------------------------------
+def plan_completion(request: Request) -> Plan[Completion]:
+    """Serve from the cache, else answer and store; the answer climbs while the scorer
+    is not satisfied."""
+    mode = get_mode()
+    cache = CacheStage.open(request) if mode is None or mode.cache else None
+    if cache is not None:
+        hit = yield from cache.lookup()
+        if hit is not None:
+            return account.record_cache_hit(
+                request, hit.completion, hit.kind, hit.similarity, hit.saved_usd
+            )
+    completion = yield from _climb(request)
+    if cache is not None:
+        yield from cache.save(completion)
+    return completion
+
+
+def _climb(request: Request) -> Plan[Completion]:
+    """Answer at the step's tier; climb while the scorer is not satisfied."""
+    ladder = request.ladder()
+    best: Completion | None = None
+    gate = BudgetGate(request)
+    for level, tier_name in enumerate(ladder):
+        if level > 0 and not (yield from gate.can_afford_tier(tier_name)):
+            break  # escalation never spends past the budget: keep the best answer so far
+        completion = yield from _answer_within_budget(request, gate, tier_name, level)
+        if request.escalate is None:
+            return _finish(request, completion, None)
+        confidence = yield from _score(request, request.escalate, completion)
+        completion.confidence = confidence
+        request.attempts[-1] = replace(request.attempts[-1], confidence=confidence)
+        if best is None or (confidence or 0.0) > (best.confidence or 0.0):
+            best = completion
+        if confidence is not None and confidence >= request.escalate.min_confidence:
+            return _finish(request, completion, True)
+    assert best is not None  # the first tier always answers or raises
+    if request.escalate is not None and request.escalate.on_unconfident == "raise":
+        raise CallError(
+            f"no tier up to {ladder[-1]!r} answered with confidence >= "
+            f"{request.escalate.min_confidence} (best {best.confidence}); lower "
+            "min_confidence or allow a stronger tier",
+            request.attempts,
+        )
+    return _finish(request, best, False)
+
+
+def _score(request: Request, escalate: Escalate, completion: Completion) -> Plan[float | None]:
+    """Run the scorer; a scorer that raises makes the answer unconfident (the error is
+    recorded on the attempt's span) unless the step says ``on_scorer_error="raise"``."""
+    try:
+        result = yield Score(escalate.scorer, completion, request.messages)
+    except BaseException:
+        request.finish_span(None, None)
+        raise
+    if isinstance(result, ScoreFailed):
+        err = result.error
+        request.finish_span(None, err)
+        if result.fatal:
+            raise err
+        if escalate.on_scorer_error == "raise":
+            raise ScorerError(
+                f"the scorer of step {request.step_name!r} raised {type(err).__name__}: "
+                f"{err}; fix the scorer, or use on_scorer_error='unconfident' to treat it "
+                "as a low-confidence answer"
+            ) from err
+        request.attempts[-1] = replace(
+            request.attempts[-1], error=tracing.redact(f"scorer {type(err).__name__}: {err}")
+        )
+        return None
+    request.finish_span(result, None)
+    return result  # type: ignore[no-any-return]  # the score stage gave float | None
+
+
+def _answer_within_budget(
+    request: Request, gate: BudgetGate, tier_name: str, level: int
+) -> Plan[Completion]:
+    """Answer at ``tier_name``; when a budget refuses, apply the step's ``on_budget``:
+    ``raise`` (default), ``downgrade`` (the strongest cheaper tier that fits) or ``trim``
+    (drop the oldest non-system messages until the prompt fits)."""
+    tiers = [tier_name]
+    if request.on_budget == "downgrade" and level == 0:
+        names = list(request.zoo.names)
+        tiers += reversed(names[: names.index(tier_name)])
+    refusal: BudgetExceededError | None = None
+    for name in tiers:
+        while True:
+            try:
+                return (yield from answer_at_tier(request, gate, name, level, _chat_success))
+            except BudgetExceededError as err:
+                refusal = err
+                if request.on_budget == "trim" and layout.trim_oldest(request.messages):
+                    gate.forget_counts()
+                    continue
+                break
+    assert refusal is not None
+    raise refusal
+
+
+def _finish(request: Request, completion: Completion, confident: bool | None) -> Completion:
+    completion.attempts = list(request.attempts)
+    completion.confident = confident
+    return completion
+
+
+# --- one tier: replicas, retries, failover ----------------------------------------------
+def _chat_success(slot: Slot, gate: BudgetGate) -> Plan[Completion]:
+    usage, reported = account.normalise_usage(getattr(slot.outcome.response, "usage", None))
+    cost = account.price(slot.endpoint, usage)
+    yield from gate.settle(slot.reservations, usage, cost)
+    return account.chat_success(slot, usage, cost, reported)
+
+
+def _embed_success(slot: Slot, gate: BudgetGate) -> Plan[Embedding]:
+    usage, _ = account.normalise_usage(getattr(slot.outcome.response, "usage", None))
+    cost = account.price(slot.endpoint, usage)
+    yield from gate.settle(slot.reservations, usage, cost)
+    return account.embed_success(slot, usage, cost)
+
+
+def _stream_started(slot: Slot, gate: BudgetGate) -> Plan[Slot]:
+    return slot  # the stream settles when it ends (``agentflow.pipeline.stream``)
+    yield  # a generator, like the other endings
+
+
+def answer_at_tier(
+    request: Request,
+    gate: BudgetGate,
+    tier_name: str,
+    level: int,
+    on_success: Callable[[Slot, BudgetGate], Plan[T]],
+) -> Plan[T]:
+    """Try the tier's replicas, then its fallbacks, retrying transient errors."""
+    started = time.monotonic()
+    errors: list[str] = []
+    last_error: BaseException | None = None
+    key = (
+        layout.prefix_key(request.messages, request.params.get("tools"))
+        if request.prefix_cache
+        else None
+    )
+    for tier, endpoint in route.candidates(request.zoo, tier_name, key):
+        backoff = Backoff(request.retry, started)
+        while True:
+            number = len(request.attempts) + 1
+            params, reservations = yield from gate.reserve(endpoint, tier.name)
+            span = account.start_attempt_span(
+                endpoint, tier.name, number, level, request.operation, routed_by=request.routed_by
+            )
+            call = Call(endpoint, _kwargs(request, endpoint, params), request.operation)
+            outcome = Outcome()
+            slot = Slot(
+                request, tier.name, endpoint, params, reservations, span, number, level, outcome
+            )
+            with trace.use_span(span, end_on_exit=False):
+                try:
+                    slot.outcome = outcome = yield call
+                except BaseException as exc:  # cancelled or interrupted mid-call
+                    yield from _abandon(slot, gate, exc)
+                    raise
+            if outcome.error is None:
+                return (yield from on_success(slot, gate))
+            err = outcome.error
+            yield from gate.release(reservations)
+            account.record_failure(slot, err)
+            last_error = err
+            errors.append(tracing.redact(f"{endpoint.id}: {type(err).__name__}: {err}"))
+            kind = classify(err)
+            if kind == "fatal":
+                raise CallError(
+                    tracing.redact(
+                        f"{endpoint.id} rejected the request ({type(err).__name__}: {err}); "
+                        "fix the request — retrying it elsewhere would fail the same way"
+                    ),
+                    request.attempts,
+                ) from err
+            wait = backoff.next_wait(err) if kind == "retry" else None
+            if wait is None:
+                break  # fail over to the next replica, then to the fallback tier
+            mode = get_mode()
+            if mode is None or mode.backoff:  # testing mode retries without sleeping
+                yield Sleep(wait)
+    raise CallError(
+        f"every endpoint of tier {tier_name!r} (and its fallbacks) failed after "
+        f"{len(errors)} attempts: " + "; ".join(errors[-4:]),
+        request.attempts,
+    ) from last_error
+
+
+def _abandon(slot: Slot, gate: BudgetGate, exc: BaseException) -> Plan[None]:
+    """A call that never came back (task cancelled, KeyboardInterrupt, the plan closed):
+    its span ends with the error and its holds are released, in every ledger."""
+    account.record_failure(slot, exc)
+    if isinstance(exc, GeneratorExit):
+        gate.release_now(slot.reservations)  # a closing generator cannot yield
+    else:
+        yield from gate.release(slot.reservations)
+
+
+def _kwargs(request: Request, endpoint: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The attempt's litellm arguments: the prompt as laid out, with the cache markers
+    the endpoint's provider needs (stage 4), shaped for the call (stage 5)."""
+    if request.operation == "embeddings":
+        return request_kwargs(endpoint, params, request.operation, texts=params.get("input"))
+    messages = request.messages
+    if request.prefix_cache:
+        messages, params = layout.mark_for_provider(
+            endpoint.provider, endpoint.model, messages, params
+        )
+    return request_kwargs(endpoint, params, request.operation, messages=messages)
+
+
+# --- the other operations -------------------------------------------------------------
+def plan_embedding(request: Request) -> Plan[Embedding]:
+    return (
+        yield from answer_at_tier(request, BudgetGate(request), request.tier, 0, _embed_success)
+    )
+
+
+def plan_stream(request: Request) -> Plan[tuple[Slot, BudgetGate]]:
+    """Start a stream at the request's tier: the slot whose response is the chunk
+    iterator, and the gate that settles it when it ends."""
+    gate = BudgetGate(request)
+    slot = yield from answer_at_tier(request, gate, request.tier, 0, _stream_started)
+    return slot, gate
