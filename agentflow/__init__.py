@@ -35,6 +35,7 @@ from agentflow._errors import (
 from agentflow._policy import STEP_KINDS, CachePolicy, Escalate, RetryPolicy
 from agentflow._run import Run, StepSummary, run
 from agentflow._step import StepPolicy, plan, retrieve, step, tool, verify
+from agentflow._warnings import BudgetCapWarning, UsageEstimatedWarning
 from agentflow._zoo import Endpoint, ModelZoo, Tier
 from agentflow.pipeline.layout import static
 from agentflow.pipeline.stream import AsyncCompletionStream, CompletionStream
@@ -44,6 +45,7 @@ __all__ = [
     "AgentflowError",
     "AsyncCompletionStream",
     "Attempt",
+    "BudgetCapWarning",
     "BudgetExceededError",
     "CacheBackendError",
     "CacheKeyError",
@@ -68,6 +70,7 @@ __all__ = [
     "Tier",
     "UnknownStepKindError",
     "UnknownTierError",
+    "UsageEstimatedWarning",
     "__version__",
     "acomplete",
     "aembed",

@@ -35,6 +35,7 @@ class Attempt:
     saved_usd: Decimal = Decimal(0)
     ttft_s: float | None = None
     cached_tokens_reported: bool = True
+    usage_estimated: bool = False  # the engine sent no usage: counted by agentflow
 
 
 @dataclass(slots=True)
@@ -64,6 +65,8 @@ class Completion:
     raw: Any = None
     latency_s: float = 0.0
     cache_similarity: float | None = None
+    usage_estimated: bool = False  # the engine sent no usage: counted by agentflow
+    capped_by_budget: bool = False  # stopped at the max_tokens a budget allowed
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:

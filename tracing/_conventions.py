@@ -22,6 +22,7 @@ from openinference.semconv.trace import (
 
 __all__ = [
     "AGENTFLOW_ATTEMPT",
+    "AGENTFLOW_BUDGET_CAPPED",
     "AGENTFLOW_BUDGET_MAX_CALLS",
     "AGENTFLOW_BUDGET_MAX_INPUT_TOKENS",
     "AGENTFLOW_BUDGET_MAX_OUTPUT_TOKENS",
@@ -48,6 +49,7 @@ __all__ = [
     "AGENTFLOW_TOKENS_PROMPT",
     "AGENTFLOW_TOKENS_TOTAL",
     "AGENTFLOW_TTFT_S",
+    "AGENTFLOW_USAGE_ESTIMATED",
     "ERROR_TYPE",
     "GEN_AI_OPERATION_NAME",
     "GEN_AI_PROVIDER_NAME",
@@ -124,6 +126,10 @@ AGENTFLOW_ATTEMPT: Final = "agentflow.attempt"
 AGENTFLOW_ESCALATION_LEVEL: Final = "agentflow.escalation.level"
 AGENTFLOW_CONFIDENCE: Final = "agentflow.confidence"
 AGENTFLOW_TTFT_S: Final = "agentflow.ttft_s"
+# the engine sent no usage: agentflow counted the prompt and the reply itself
+AGENTFLOW_USAGE_ESTIMATED: Final = "agentflow.usage.estimated"
+# max_tokens was lowered by a budget (the value sent), and the answer hit it
+AGENTFLOW_BUDGET_CAPPED: Final = "agentflow.budget.capped"
 AGENTFLOW_CACHE_HIT: Final = "agentflow.cache.hit"
 AGENTFLOW_CACHE_KIND: Final = "agentflow.cache.kind"
 AGENTFLOW_CACHE_SIMILARITY: Final = "agentflow.cache.similarity"

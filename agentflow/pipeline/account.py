@@ -20,6 +20,7 @@ import tracing
 from agentflow._completion import Attempt, Completion, Embedding
 from agentflow._context import StepFrame
 from agentflow._response import build_completion
+from agentflow._warnings import BudgetCapWarning, UsageEstimatedWarning, warn_once
 from agentflow._zoo import Endpoint
 from agentflow.pipeline.effects import status_code
 from agentflow.pipeline.request import Request, Slot
@@ -37,7 +38,6 @@ __all__ = [
     "record_failure",
     "start_attempt_span",
 ]
-
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -111,6 +111,7 @@ def end_attempt_span(
     finish_reason: str | None = None,
     error: BaseException | None = None,
     operation: str = "chat",
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
     u, c = attempt.usage, attempt.cost
     if operation == "embeddings":  # chat_stream is a chat
@@ -148,6 +149,10 @@ def end_attempt_span(
             )
     if attempt.ttft_s is not None:
         attrs[A.AGENTFLOW_TTFT_S] = attempt.ttft_s
+    if attempt.usage_estimated:
+        attrs[A.AGENTFLOW_USAGE_ESTIMATED] = True
+    if extra:
+        attrs.update(extra)
     span.set_attributes(attrs)
     if error is not None:
         tracing.record_error(span, error)
@@ -209,11 +214,22 @@ def _record(slot: Slot, attempt: Attempt) -> None:
     record_attempt(attempt, slot.request.frame, slot.request.run)
 
 
-def chat_success(slot: Slot, usage: Usage, cost: Cost, reported: bool) -> Completion:
-    """A chat answer came back and was settled: account it, build the Completion."""
+def chat_success(
+    slot: Slot,
+    usage: Usage,
+    cost: Cost,
+    reported: bool,
+    *,
+    estimated: bool = False,
+    capped_at: int | None = None,
+) -> Completion:
+    """A chat answer came back and was settled: account it, build the Completion.
+
+    ``estimated``: the engine sent no usage and ``usage`` was counted; ``capped_at``: the
+    ``max_tokens`` a budget lowered the request to (flagged when the answer hit it)."""
     request = slot.request
     response = slot.outcome.response
-    attempt = slot.attempt(usage, cost, reported)
+    attempt = slot.attempt(usage, cost, reported, usage_estimated=estimated)
     try:
         completion = build_completion(
             response, slot.endpoint, slot.tier, request.params, slot.outcome.latency_s
@@ -225,6 +241,25 @@ def chat_success(slot: Slot, usage: Usage, cost: Cost, reported: bool) -> Comple
         end_attempt_span(slot.span, attempt, slot.endpoint, params=slot.params, error=err)
         raise
     _record(slot, attempt)
+    completion.usage_estimated = estimated
+    extra: dict[str, Any] = {}
+    if capped_at is not None and completion.finish_reason == "length":
+        completion.capped_by_budget = True
+        extra[A.AGENTFLOW_BUDGET_CAPPED] = capped_at
+        warn_once(
+            BudgetCapWarning,
+            request.step_name or slot.endpoint.id,
+            f"an answer of {request.step_name or slot.endpoint.id!r} stopped at the "
+            f"{capped_at} output tokens a budget allowed (finish_reason='length'): raise "
+            "the budget, or ask for fewer tokens",
+        )
+    if estimated:
+        warn_once(
+            UsageEstimatedWarning,
+            slot.endpoint.id,
+            f"{slot.endpoint.id} answered without usage: agentflow counted the prompt and "
+            "the reply itself and priced that; make the engine report usage for exact costs",
+        )
 
     def end_span(confidence: float | None = None, error: BaseException | None = None) -> None:
         end_attempt_span(
@@ -237,6 +272,7 @@ def chat_success(slot: Slot, usage: Usage, cost: Cost, reported: bool) -> Comple
             output_text=completion.text,
             finish_reason=completion.finish_reason,
             error=error,
+            extra=extra,
         )
 
     if request.escalate is None:

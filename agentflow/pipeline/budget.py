@@ -17,7 +17,7 @@ from collections.abc import Generator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from agentflow._errors import BudgetExceededError
+from agentflow._errors import BudgetExceededError, ConfigError
 from agentflow.pipeline.effects import Effect, Io
 from agentflow.pipeline.request import Request, Reservations
 from budgets import (
@@ -199,6 +199,17 @@ class BudgetGate:
             return False
         return cap is None or cap >= 1
 
+    def estimate(self, endpoint: Endpoint, reply: str) -> Generator[Effect, Any, Usage]:
+        """The usage of an answer whose engine sent none: the prompt and the reply
+        counted with the endpoint's tokenizer (never priced at $0 by accident)."""
+        counter = counter_for(endpoint)
+        messages, tools = self.request.messages, self.request.params.get("tools")
+        prompt, completion = yield Io(
+            lambda: (counter.count_messages(messages, tools), counter.count_text(reply)),
+            blocking=not counter.method.startswith(("tiktoken", "approx")),
+        )
+        return Usage(int(prompt), 0, int(completion))
+
     def forget_counts(self) -> None:
         """The prompt changed (trimmed): count it again."""
         self._prompt.clear()
@@ -240,13 +251,23 @@ class BudgetGate:
     ) -> tuple[int | None, Ledger | None, str]:
         """The largest max_tokens every budget can pay for, and the budget that binds."""
         params = self.request.params
-        asked = params.get("max_tokens") or params.get("max_completion_tokens")
+        asked = params.get("max_tokens")
+        if asked is None:
+            asked = params.get("max_completion_tokens")
         money = any(rem.usd is not None for rem in rems)
-        cap: int | None = int(asked) if asked else (DEFAULT_MAX_TOKENS if money else None)
+        cap: int | None = (
+            int(asked) if asked is not None else (DEFAULT_MAX_TOKENS if money else None)
+        )
         binding: Ledger | None = None
         limit = "max_output_tokens"
         pricing = endpoint.token_pricing()
         for ledger, rem in zip(self.ledgers, rems, strict=True):
+            if rem.usd is not None and pricing is None:
+                raise ConfigError(
+                    f"{ledger.name} limits dollars (max_usd), but endpoint {endpoint.id} has "
+                    "no pricing, so its calls could not be counted against it; give the "
+                    "endpoint pricing=TokenPricing(...) or GpuHourPricing(...), or drop max_usd"
+                )
             if rem.input_tokens is not None and prompt > rem.input_tokens:
                 raise BudgetExceededError(ledger.name, "max_input_tokens", prompt, rem.input_tokens)
             if rem.calls is not None and rem.calls < 1:

@@ -1,27 +1,20 @@
 """Stage 5, call: shape the request for litellm, send it, classify what failed and say
-how long to back off (tenacity's wait and stop strategies).
-
-litellm is imported lazily with offline-safe settings: ``import litellm`` costs seconds
-and, without ``LITELLM_LOCAL_MODEL_COST_MAP=True``, fetches a price map from the
-network. agentflow never imports it at ``import agentflow``; ``warm_up()`` imports it in
-a background thread once ``af.configure`` runs, so the first call does not pay for it.
+how long to back off (tenacity's wait and stop strategies). litellm itself is imported
+lazily (``agentflow._litellm``).
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
-from collections.abc import Mapping
-from types import ModuleType
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tenacity import RetryCallState, stop_after_attempt, stop_after_delay, wait_random_exponential
-from tenacity.wait import wait_base
-
+from agentflow._litellm import litellm, warm_up
 from agentflow.pipeline.effects import Call, Outcome, status_code
 
 if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
     from agentflow._policy import RetryPolicy
     from agentflow._zoo import Endpoint
 
@@ -36,44 +29,6 @@ __all__ = [
     "send",
     "warm_up",
 ]
-
-_lock = threading.Lock()
-_module: ModuleType | None = None
-
-
-def litellm() -> ModuleType:
-    """The litellm module, imported once with offline-safe settings."""
-    global _module
-    if _module is not None:
-        return _module
-    with _lock:
-        if _module is None:
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            # litellm overwrites TIKTOKEN_CACHE_DIR with its bundled encodings; keep ours
-            custom = os.environ.get("TIKTOKEN_CACHE_DIR")
-            if custom and "CUSTOM_TIKTOKEN_CACHE_DIR" not in os.environ:
-                os.environ["CUSTOM_TIKTOKEN_CACHE_DIR"] = custom
-            import litellm as mod
-
-            mod.telemetry = False
-            mod.suppress_debug_info = True
-            mod.drop_params = False
-            _module = mod
-    return _module
-
-
-_warming: threading.Thread | None = None
-
-
-def warm_up() -> None:
-    """Import litellm in a daemon thread (once), so the first call of a process does
-    not spend ~3 s importing it inside a step's latency."""
-    global _warming
-    if _module is not None or _warming is not None:
-        return
-    _warming = threading.Thread(target=litellm, name="agentflow-litellm-import", daemon=True)
-    _warming.start()
-
 
 # --- request shaping -------------------------------------------------------------------
 # agentflow retries and fails over itself, so every call made is an attempt we can see;
@@ -230,11 +185,11 @@ def retry_after(err: BaseException) -> float | None:
         return None
 
 
-class _RetryAfterFloor(wait_base):
-    """Jittered exponential backoff, never shorter than what the server asked for
-    (``Retry-After``, capped at ``cap`` seconds)."""
+class _RetryAfterFloor:
+    """A tenacity wait strategy: jittered exponential backoff, never shorter than what
+    the server asked for (``Retry-After``, capped at ``cap`` seconds)."""
 
-    def __init__(self, jitter: wait_base, cap: float) -> None:
+    def __init__(self, jitter: Callable[[RetryCallState], float], cap: float) -> None:
         self.jitter = jitter
         self.cap = cap
 
@@ -253,6 +208,14 @@ class Backoff:
     plan yields the ``Sleep``."""
 
     def __init__(self, policy: RetryPolicy, started: float) -> None:
+        # imported here: tenacity is only needed once a call fails
+        from tenacity import (
+            RetryCallState,
+            stop_after_attempt,
+            stop_after_delay,
+            wait_random_exponential,
+        )
+
         self.state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # no Retrying object: we drive the state
         self.state.start_time = started
         self.max_time = policy.max_time

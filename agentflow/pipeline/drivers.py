@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 from agentflow._errors import CallError
+from agentflow._litellm import imported, litellm
 from agentflow.pipeline import call, score
 from agentflow.pipeline.effects import Call, Effect, Embed, Io, Outcome, Score, Sleep
 from agentflow.pipeline.plan import build_embedding_request, plan_embedding
@@ -115,7 +116,7 @@ EFFECTS: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Awaitable[Any]]]
 
 def run_plan(plan: Generator[Effect, Any, T]) -> T:
     """Run ``plan`` to its end, performing its effects synchronously."""
-    call.litellm()  # imported before the first span starts, so no span times the import
+    litellm()  # imported before the first span starts, so no span times the import
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -132,8 +133,8 @@ def run_plan(plan: Generator[Effect, Any, T]) -> T:
 
 async def arun_plan(plan: Generator[Effect, Any, T]) -> T:
     """Run ``plan`` to its end under asyncio; nothing it does blocks the event loop."""
-    if call._module is None:  # the import takes seconds: never on the loop
-        await asyncio.to_thread(call.litellm)
+    if not imported():  # the import takes seconds: never on the loop
+        await asyncio.to_thread(litellm)
     value: Any = None
     error: BaseException | None = None
     while True:

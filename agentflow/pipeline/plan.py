@@ -23,6 +23,7 @@ from agentflow._context import current_run, current_step, in_scorer
 from agentflow._errors import BudgetExceededError, CallError, ConfigError, ScorerError
 from agentflow._mode import get_mode
 from agentflow._policy import AUTO, Escalate, cache_control
+from agentflow._validate import check_call
 from agentflow.pipeline import account, layout, route
 from agentflow.pipeline.budget import BudgetGate
 from agentflow.pipeline.cache import CacheStage
@@ -53,6 +54,7 @@ def build_request(
 ) -> Request:
     """The request value of one call: the step's policy applied, the prompt laid out
     (stage 4) and the tier chosen (stage 1)."""
+    check_call(messages, params, tier, operation)
     zoo = get_zoo()
     frame = current_step.get()
     policy = frame.policy if frame is not None else None
@@ -60,6 +62,15 @@ def build_request(
     scoring = in_scorer.get()  # calls a scorer makes: no escalation, cache or routing
     if messages is None:
         raise ConfigError("af.complete needs messages=[{'role': 'user', 'content': ...}]")
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = params.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigError(
+                f"{key} must be a positive int (the most output tokens to pay for), got "
+                f"{value!r}; leave it out to let the budget choose"
+            )
     cache_arg = params.pop("cache", None)
     if cache_arg is not None and operation != "chat":
         raise ConfigError(
@@ -221,10 +232,39 @@ def _finish(request: Request, completion: Completion, confident: bool | None) ->
 
 # --- one tier: replicas, retries, failover ----------------------------------------------
 def _chat_success(slot: Slot, gate: BudgetGate) -> Plan[Completion]:
-    usage, reported = account.normalise_usage(getattr(slot.outcome.response, "usage", None))
+    response = slot.outcome.response
+    usage, reported = account.normalise_usage(getattr(response, "usage", None))
+    estimated = usage.prompt_tokens == 0 and usage.completion_tokens == 0
+    if estimated:  # no usage from the engine: count it, never price it at $0
+        usage = yield from gate.estimate(slot.endpoint, _reply_text(response))
     cost = account.price(slot.endpoint, usage)
     yield from gate.settle(slot.reservations, usage, cost)
-    return account.chat_success(slot, usage, cost, reported)
+    return account.chat_success(
+        slot, usage, cost, reported, estimated=estimated, capped_at=_capped_at(slot)
+    )
+
+
+def _reply_text(response: Any) -> str:
+    """The reply's text and tool-call arguments, as the engine would have counted them."""
+    try:
+        message = response.choices[0].message
+    except (AttributeError, IndexError, TypeError):
+        return ""
+    parts = [getattr(message, "content", None) or ""]
+    for call in getattr(message, "tool_calls", None) or []:
+        fn = getattr(call, "function", None)
+        parts += [getattr(fn, "name", None) or "", getattr(fn, "arguments", None) or ""]
+    return "".join(str(p) for p in parts)
+
+
+def _capped_at(slot: Slot) -> int | None:
+    """The max_tokens a budget lowered this attempt to, if it did."""
+    for key in ("max_tokens", "max_completion_tokens"):
+        sent = slot.params.get(key)
+        if sent is not None:
+            asked = slot.request.params.get(key)
+            return int(sent) if asked is None or int(sent) < int(asked) else None
+    return None
 
 
 def _embed_success(slot: Slot, gate: BudgetGate) -> Plan[Embedding]:
@@ -256,7 +296,7 @@ def answer_at_tier(
         else None
     )
     for tier, endpoint in route.candidates(request.zoo, tier_name, key):
-        backoff = Backoff(request.retry, started)
+        backoff: Backoff | None = None  # built on the first failure: the hot path has none
         while True:
             number = len(request.attempts) + 1
             params, reservations = yield from gate.reserve(endpoint, tier.name)
@@ -290,6 +330,8 @@ def answer_at_tier(
                     ),
                     request.attempts,
                 ) from err
+            if backoff is None:
+                backoff = Backoff(request.retry, started)
             wait = backoff.next_wait(err) if kind == "retry" else None
             if wait is None:
                 break  # fail over to the next replica, then to the fallback tier

@@ -108,9 +108,10 @@ class StreamState:
         self.settled = True
         slot = self.slot
         slot.outcome.latency_s = time.perf_counter() - self.started
-        if self.usage is not None:
+        estimated = self.usage is None
+        if not estimated:
             usage, reported = normalise_usage(self.usage)
-        else:
+        else:  # no usage chunk (cut, abandoned, or an engine that sends none): count it
             usage, reported = self._estimated_usage(), False
         cost = price(slot.endpoint, usage)
         self.gate.settle_now(slot.reservations, usage, cost)
@@ -122,13 +123,14 @@ class StreamState:
             message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
         response = {"choices": [{"message": message, "finish_reason": self.finish_reason}]}
         request = slot.request
-        attempt = slot.attempt(usage, cost, reported, ttft_s=self.ttft_s)
+        attempt = slot.attempt(usage, cost, reported, ttft_s=self.ttft_s, usage_estimated=estimated)
         request.attempts.append(attempt)
         record_attempt(attempt, request.frame, request.run)
         completion = build_completion(
             response, slot.endpoint, slot.tier, request.params, slot.outcome.latency_s
         )
         completion.usage, completion.cost = usage, cost
+        completion.usage_estimated = estimated
         completion.attempts = list(request.attempts)
         end_attempt_span(
             slot.span,

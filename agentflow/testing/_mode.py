@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from agentflow import _config, _mode, _scoring
+from agentflow import _config, _mode, _scoring, _warnings
 from agentflow.cache._degrade import backend_warnings
 from agentflow.pipeline import budget, cache, call, route
 
@@ -33,6 +33,7 @@ def reset_state() -> None:
     call.reset_clients()
     backend_warnings.reset()
     _scoring.reset_warnings()
+    _warnings.reset_warned()
     route.inflight.reset()
 
 
