@@ -10,16 +10,18 @@ from __future__ import annotations
 import threading
 import warnings
 
+from agentflow._errors import AgentflowError
+
 __all__ = ["BudgetCapWarning", "UsageEstimatedWarning", "reset_warned", "warn_once"]
 
 
-class UsageEstimatedWarning(UserWarning):
+class UsageEstimatedWarning(AgentflowError, UserWarning):
     """An endpoint answered without ``usage``: agentflow counted the prompt and the
     reply itself and priced that (``Completion.usage_estimated`` and the span's
     ``agentflow.usage.estimated`` say so). Emitted once per endpoint."""
 
 
-class BudgetCapWarning(UserWarning):
+class BudgetCapWarning(AgentflowError, UserWarning):
     """An answer stopped at the ``max_tokens`` a budget allowed, not the caller's:
     ``finish_reason`` is ``"length"`` and the span has ``agentflow.budget.capped``.
     Emitted once per step (or endpoint outside a step)."""
