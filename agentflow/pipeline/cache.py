@@ -13,6 +13,7 @@ request an ``Embed`` effect, so the async driver never blocks its loop on them.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -72,9 +73,12 @@ def scope_of(policy: CachePolicy, run: Any) -> str:
         return f"scope:{name}"
     if scope == "global":
         return "global"
+    # an id is quoted, so no id (not "", not "-") can share the anonymous partition
     if scope == "session":
-        return f"session:{run.session_id if run and run.session_id else '-'}"
-    return f"user:{run.user_id if run and run.user_id else '-'}"
+        session = run.session_id if run is not None else None
+        return "session:anonymous" if session is None else f"session:{json.dumps(session)}"
+    user = run.user_id if run is not None else None
+    return "user:anonymous" if user is None else f"user:{json.dumps(user)}"
 
 
 def cache_text(policy: CachePolicy, messages: Sequence[Mapping[str, Any]]) -> str | None:

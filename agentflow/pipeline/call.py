@@ -5,8 +5,11 @@ lazily (``agentflow._litellm``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from agentflow._litellm import litellm, warm_up
@@ -104,9 +107,15 @@ def reset_clients() -> None:
 
 
 def _final_kwargs(call: Call, use_async: bool) -> dict[str, Any]:
+    kwargs = call.kwargs
+    if call.deadline is not None:  # no single wait may outlast the call's max_time
+        left = max(call.deadline - time.monotonic(), 0.001)
+        timeout = kwargs.get("timeout")
+        if not isinstance(timeout, int | float) or left < timeout:
+            kwargs = {**kwargs, "timeout": left}
     if call.operation == "embeddings" and call.endpoint.provider == "openai":
-        return {**call.kwargs, "client": _embedding_client(call.endpoint, use_async)}
-    return call.kwargs
+        return {**kwargs, "client": _embedding_client(call.endpoint, use_async)}
+    return kwargs
 
 
 def send(call: Call) -> Outcome:
@@ -123,13 +132,25 @@ def send(call: Call) -> Outcome:
 
 
 async def asend(call: Call) -> Outcome:
-    """Perform ``call`` under asyncio; the error, if any, is in the Outcome."""
+    """Perform ``call`` under asyncio; the error, if any, is in the Outcome. A call
+    still running at its deadline (``Call.deadline``, the retry policy's ``max_time``)
+    is cancelled: a reply that drips in byte by byte cannot outlast it."""
     ll = litellm()
     fn = ll.aembedding if call.operation == "embeddings" else ll.acompletion
     kwargs = _final_kwargs(call, True)
     t0 = time.perf_counter()
     try:
-        response = await fn(**kwargs)
+        if call.deadline is None:
+            response = await fn(**kwargs)
+        else:
+            left = max(call.deadline - time.monotonic(), 0.001)
+            try:
+                response = await asyncio.wait_for(fn(**kwargs), left)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no complete answer from {call.endpoint.id} within the retry "
+                    f"policy's max_time ({left:.1f} s were left)"
+                ) from None
     except Exception as err:
         return Outcome(error=err, latency_s=time.perf_counter() - t0)
     return Outcome(response=response, latency_s=time.perf_counter() - t0)
@@ -182,7 +203,14 @@ def retry_after(err: BaseException) -> float | None:
     try:
         return max(0.0, float(value))
     except (TypeError, ValueError):
+        pass
+    try:  # an HTTP date (RFC 9110 allows both forms)
+        when = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class _RetryAfterFloor:

@@ -37,6 +37,7 @@ class Call:
     endpoint: Endpoint
     kwargs: dict[str, Any]
     operation: str = "chat"  # "chat", "chat_stream" or "embeddings"
+    deadline: float | None = None  # time.monotonic() by which the call must be over
 
 
 @dataclass(slots=True)
@@ -100,7 +101,20 @@ class Outcome:
 Effect = Call | Sleep | Score | Embed | Io
 
 
+_NO_RESPONSE = frozenset(
+    {"APIConnectionError", "ConnectError", "ConnectionError", "RemoteProtocolError"}
+)
+
+
 def status_code(err: BaseException) -> int | None:
-    """The HTTP status of a failed call, when the error carries one."""
+    """The HTTP status of a failed call, when a server answered with one (a connection
+    that failed has none, whatever status the client library made up for it)."""
+    cause: BaseException | None = err
+    for _ in range(8):  # litellm wraps a refused connection as InternalServerError 500
+        if cause is None:
+            break
+        if type(cause).__name__ in _NO_RESPONSE or isinstance(cause, ConnectionError):
+            return None
+        cause = cause.__cause__ or cause.__context__
     code = getattr(err, "status_code", None)
     return code if isinstance(code, int) else None

@@ -295,7 +295,9 @@ def answer_at_tier(
         if request.prefix_cache
         else None
     )
-    for tier, endpoint in route.candidates(request.zoo, tier_name, key):
+    deadline = started + request.retry.max_time
+    order = list(route.candidates(request.zoo, tier_name, key))
+    for position, (tier, endpoint) in enumerate(order):
         backoff: Backoff | None = None  # built on the first failure: the hot path has none
         while True:
             number = len(request.attempts) + 1
@@ -303,7 +305,7 @@ def answer_at_tier(
             span = account.start_attempt_span(
                 endpoint, tier.name, number, level, request.operation, routed_by=request.routed_by
             )
-            call = Call(endpoint, _kwargs(request, endpoint, params), request.operation)
+            call = Call(endpoint, _kwargs(request, endpoint, params), request.operation, deadline)
             outcome = Outcome()
             slot = Slot(
                 request, tier.name, endpoint, params, reservations, span, number, level, outcome
@@ -335,6 +337,8 @@ def answer_at_tier(
             wait = backoff.next_wait(err) if kind == "retry" else None
             if wait is None:
                 break  # fail over to the next replica, then to the fallback tier
+            if wait > request.retry.max_backoff and position + 1 < len(order):
+                break  # a replica asking for a long wait: another one answers now
             mode = get_mode()
             if mode is None or mode.backoff:  # testing mode retries without sleeping
                 yield Sleep(wait)
