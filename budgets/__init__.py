@@ -7,12 +7,13 @@ imported only when a counter or backend that needs them is built.
 from budgets._amounts import Remaining, Reservation, Spend
 from budgets._backends import (
     DiskCacheBackend,
+    Hold,
     LedgerBackend,
     MemoryBackend,
     RedisBackend,
 )
 from budgets._budget import LIMIT_NAMES, Budget
-from budgets._errors import BudgetError, BudgetExceeded, ReservationError
+from budgets._errors import BudgetError, BudgetExceeded, LedgerCorrupted, ReservationError
 from budgets._ledger import Ledger, areserve_all, reserve_all
 from budgets._pricing import GpuHourPricing, Pricing, TokenPricing
 from budgets._tokens import TokenCounter
@@ -26,8 +27,10 @@ __all__ = [
     "Cost",
     "DiskCacheBackend",
     "GpuHourPricing",
+    "Hold",
     "Ledger",
     "LedgerBackend",
+    "LedgerCorrupted",
     "MemoryBackend",
     "Pricing",
     "RedisBackend",

@@ -2,6 +2,8 @@
 
     BudgetError                 root; catch it to catch everything below
     ├── BudgetExceeded          a budget refused a call (agentflow raises a subclass)
+    ├── LedgerCorrupted         a backend holds a value budgets did not write (a pickle,
+    │                           a malformed counter): nothing of it was decoded
     └── ReservationError        a reservation was settled or released twice, or given
                                 to a ledger that did not make it
 
@@ -11,7 +13,7 @@ when the ``Budget`` or pricing is built.
 
 from __future__ import annotations
 
-__all__ = ["BudgetError", "BudgetExceeded", "ReservationError"]
+__all__ = ["BudgetError", "BudgetExceeded", "LedgerCorrupted", "ReservationError"]
 
 
 class BudgetError(Exception):
@@ -42,4 +44,14 @@ class ReservationError(BudgetError, RuntimeError):
 
     Each ``Reservation`` from ``Ledger.reserve`` must be closed exactly once, by the same
     ledger: ``settle`` after the call, or ``release`` when it failed.
+    """
+
+
+class LedgerCorrupted(BudgetError, ValueError):
+    """A ledger backend holds a value that budgets never writes: a pickled or file row in
+    the diskcache database, a malformed counter or reservation in Redis.
+
+    Nothing of it was decoded (no pickle is ever loaded, no code runs). The message names
+    the file or key and says what to do: delete it to start that ledger from zero, or
+    restore it from a backup.
     """

@@ -8,6 +8,11 @@ actual amounts replace the hold (``settle``), or the hold is dropped when the ca
 (``release``). Spent + in flight never exceeds a limit at admission time, however many
 threads, tasks, processes or machines share the ledger's backend.
 
+Every hold has a lease (``lease_s``, 10 minutes unless the ledger or backend says
+otherwise): a process killed mid-call cannot keep its holds in flight for longer than
+that. A hold whose lease lapsed stops counting as in flight; settling it later still
+records the actual spend, releasing it does nothing more, and neither counts it twice.
+
 Dollars are counted in whole nano-dollars (1e-9 USD), rounded up, so the ledger can only
 over-count, by at most a nano-dollar per amount; this keeps every backend exact,
 including Redis' Lua scripts (whose numbers are doubles).
@@ -33,7 +38,15 @@ from budgets._amounts import (
     spend_of,
     to_nano,
 )
-from budgets._backends._base import Amounts, LedgerBackend, Limits, Refusal, Totals
+from budgets._backends._base import (
+    Amounts,
+    Hold,
+    LedgerBackend,
+    Limits,
+    Refusal,
+    Totals,
+    check_lease,
+)
 from budgets._backends._memory import MemoryBackend
 from budgets._budget import LIMIT_NAMES, Budget
 from budgets._errors import BudgetExceeded, ReservationError
@@ -55,6 +68,9 @@ class Ledger:
 
     ``clock`` (seconds since the epoch) decides the window; ``error`` is the
     ``BudgetExceeded`` subclass raised on refusal (agentflow raises its own).
+    ``lease_s`` is how long a hold counts as in flight unless settled or released first
+    (None: the backend's ``lease_s``, 600 s by default); give the longest a call may
+    take. A crashed process's holds stop counting once their lease lapses.
     """
 
     def __init__(
@@ -66,8 +82,10 @@ class Ledger:
         *,
         clock: Callable[[], float] = time.time,
         error: type[BudgetExceeded] = BudgetExceeded,
+        lease_s: float | None = None,
     ) -> None:
         self.budget = budget
+        self.lease_s = None if lease_s is None else check_lease(lease_s)
         self.name = name
         self.backend = MemoryBackend() if backend is None else backend
         self.key = uuid.uuid4().hex if key is None else key
@@ -140,8 +158,9 @@ class Ledger:
 
     def _closed(self, res: Reservation) -> ReservationError:
         return ReservationError(
-            f"reservation {res.id} on {self.name} is already settled or released; close "
-            "each reservation exactly once (settle after the call, release if it failed)"
+            f"reservation {res.id} on {self.name} is already settled or released (or was "
+            "dropped by release_stale, or lapsed more than two leases ago); close each "
+            "reservation exactly once (settle after the call, release if it failed)"
         )
 
     @staticmethod
@@ -163,7 +182,7 @@ class Ledger:
         limit (``LIMIT_NAMES`` order) that refuses; nothing is held on refusal."""
         res, ask, ttl_s = self._hold(usd, input_tokens, output_tokens, calls)
         try:
-            refusal = self.backend.reserve(res.key, res.id, ask, self._limits, ttl_s)
+            refusal = self.backend.reserve(res.key, res.id, ask, self._limits, ttl_s, self.lease_s)
         except BaseException:
             # e.g. a timeout after the backend applied it: never leave a hidden hold
             with suppress(Exception):
@@ -175,13 +194,16 @@ class Ledger:
 
     def settle(self, res: Reservation, usd: UsdLike, input_tokens: int, output_tokens: int) -> None:
         """Replace the hold by what the call actually used (the engine is the truth: an
-        actual above the hold is recorded as is). The reserved calls count as spent."""
+        actual above the hold is recorded as is). The reserved calls count as spent.
+        A hold whose lease lapsed is settled all the same: the actual spend is recorded
+        (the lapsed hold stopped counting as in flight already)."""
         self._own(res)
         if not self.backend.settle(res.key, res.id, self._actual(usd, input_tokens, output_tokens)):
             raise self._closed(res)
 
     def release(self, res: Reservation) -> None:
-        """Drop the hold of a call that failed: nothing of it counts, calls included."""
+        """Drop the hold of a call that failed: nothing of it counts, calls included.
+        On a hold whose lease lapsed this changes nothing (but still closes it)."""
         self._own(res)
         if not self.backend.release(res.key, res.id):
             raise self._closed(res)
@@ -196,7 +218,9 @@ class Ledger:
         """``reserve`` for asyncio; a cancelled reserve leaves no hold behind."""
         res, ask, ttl_s = self._hold(usd, input_tokens, output_tokens, calls)
         try:
-            refusal = await self.backend.areserve(res.key, res.id, ask, self._limits, ttl_s)
+            refusal = await self.backend.areserve(
+                res.key, res.id, ask, self._limits, ttl_s, self.lease_s
+            )
         except BaseException:
             with suppress(Exception):
                 await self.backend.arelease(res.key, res.id)
@@ -228,6 +252,18 @@ class Ledger:
     def in_flight(self) -> Spend:
         """What open reservations hold right now."""
         return spend_of(self._totals().in_flight)
+
+    def holds(self) -> list[Hold]:
+        """The open and lapsed holds on this ledger's key (the current window's, for a
+        windowed budget), oldest first: id, amounts, age and lease left."""
+        return self.backend.holds(self._where()[0])
+
+    def release_stale(self, older_than_s: float) -> list[str]:
+        """Drop the holds on this ledger's key made at least ``older_than_s`` seconds
+        ago (say, by a process that was killed) and return their ids. Their own process
+        can no longer settle them (``ReservationError``): release only holds whose
+        process you know is gone, or wait for their lease to lapse."""
+        return self.backend.release_stale(self._where()[0], older_than_s)
 
     def remaining(self) -> Remaining:
         """Per limit: limit - settled - in flight, floored at 0; None where unlimited."""

@@ -4,6 +4,7 @@ agentflow serve-local --replicas 2      start local llama-server replicas
 agentflow serve-local --install-only    build/install llama-server and the models
 agentflow route train --data outcomes.jsonl --out router.json
 agentflow route eval --data outcomes.jsonl --plot curve.png
+agentflow budgets holds --redis URL | --disk DIR [--key K] [--release-older-than S]
 agentflow version
 """
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from agentflow.cli._calibrate import add_parser as add_calibrate
+    from agentflow.cli._holds import add_parser as add_holds
     from agentflow.cli._report import add_parser as add_report
     from agentflow.cli._route import add_parser as add_route
     from agentflow.cli._serve_local import add_parser as add_serve_local
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_calibrate(sub)
     add_report(sub)
     add_route(sub)
+    add_holds(sub)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)
     return parser

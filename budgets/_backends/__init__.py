@@ -5,13 +5,14 @@
 built, not when ``budgets`` is imported.
 """
 
-from budgets._backends._base import LedgerBackend, Refusal, Totals
+from budgets._backends._base import Hold, LedgerBackend, Refusal, Totals
 from budgets._backends._diskcache import DiskCacheBackend
 from budgets._backends._memory import MemoryBackend
 from budgets._backends._redis import RedisBackend
 
 __all__ = [
     "DiskCacheBackend",
+    "Hold",
     "LedgerBackend",
     "MemoryBackend",
     "RedisBackend",

@@ -9,15 +9,37 @@ are doubles, exact up to 2**53).
 The check-and-reserve step must be atomic for all concurrent callers the backend is meant
 for: threads in one process (memory), processes on one machine (diskcache), machines
 sharing a server (Redis). That single property is what makes overspending impossible.
+
+Every reservation has a lease. A hold whose lease ran out (its process crashed, or its
+call outlived the lease) *lapses*: it stops counting as in flight, in the same atomic step
+as the next operation on its key. A lapsed hold is remembered for one more lease, so a
+late ``settle`` still records the actual spend (and ``release`` does nothing more); after
+that it is forgotten. A crashed process therefore holds at most its in-flight holds, for
+at most ``lease_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from decimal import Decimal
 
-__all__ = ["Amounts", "LedgerBackend", "Limits", "Refusal", "Totals", "check_limits"]
+__all__ = [
+    "DEFAULT_LEASE_S",
+    "Amounts",
+    "Hold",
+    "LedgerBackend",
+    "Limits",
+    "Refusal",
+    "Totals",
+    "check_lease",
+    "check_limits",
+]
+
+DEFAULT_LEASE_S = 600.0
+"""How long a hold counts as in flight unless settled or released first (10 minutes)."""
 
 Amounts = tuple[int, int, int, int]
 """(nano-USD, input tokens, output tokens, calls), in ``budgets.LIMIT_NAMES`` order."""
@@ -41,6 +63,41 @@ class Refusal:
 class Totals:
     spent: Amounts = ZERO_AMOUNTS
     in_flight: Amounts = ZERO_AMOUNTS
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """One open or lapsed reservation, as ``LedgerBackend.holds`` lists it.
+
+    ``amounts`` is (nano-USD, input tokens, output tokens, calls); ``age_s`` the seconds
+    since it was made; ``expires_in_s`` the seconds its lease has left, negative once it
+    lapsed (then it no longer counts as in flight). A hold from before leases existed has
+    no lease: ``expires_in_s`` is ``math.inf`` and ``age_s`` unknown (``math.inf``).
+    """
+
+    id: str
+    amounts: Amounts
+    age_s: float
+    expires_in_s: float
+
+    @property
+    def lapsed(self) -> bool:
+        return self.expires_in_s <= 0
+
+    @property
+    def usd(self) -> Decimal:
+        return Decimal(self.amounts[0]).scaleb(-9).normalize()
+
+
+def check_lease(lease_s: float) -> float:
+    if isinstance(lease_s, bool) or not isinstance(lease_s, int | float):
+        raise TypeError(f"lease_s must be a number of seconds, got {lease_s!r}")
+    if not (math.isfinite(lease_s) and lease_s >= 0.001):
+        raise ValueError(
+            f"lease_s must be a finite number of seconds >= 0.001, got {lease_s!r}; give "
+            "the longest a call may take (e.g. 600)"
+        )
+    return float(lease_s)
 
 
 def check_limits(
@@ -67,15 +124,27 @@ class LedgerBackend(ABC):
     record nothing when it refuses. ``settle`` and ``release`` return False when the
     reservation is unknown (already settled or released), True otherwise. ``ttl_s`` asks
     the backend to drop the key's state after that many seconds (windowed budgets); a
-    backend may keep it longer.
+    backend may keep it longer. ``lease_s`` is the hold's lease (None: the backend's
+    ``lease_s``); expired holds must stop counting in the same atomic step that checks
+    the limits, and settling a lapsed hold records the actual spend without taking the
+    hold off in flight a second time.
     """
 
     max_limit: int | None = None
     """The largest limit this backend can compare exactly, in backend units (None = any)."""
 
+    lease_s: float = DEFAULT_LEASE_S
+    """The lease of a hold when the ledger gives none."""
+
     @abstractmethod
     def reserve(
-        self, key: str, reservation_id: str, ask: Amounts, limits: Limits, ttl_s: float | None
+        self,
+        key: str,
+        reservation_id: str,
+        ask: Amounts,
+        limits: Limits,
+        ttl_s: float | None,
+        lease_s: float | None = None,
     ) -> Refusal | None: ...
 
     @abstractmethod
@@ -87,10 +156,32 @@ class LedgerBackend(ABC):
     @abstractmethod
     def totals(self, key: str) -> Totals: ...
 
+    def holds(self, key: str) -> list[Hold]:
+        """The key's open and lapsed holds, oldest first."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its holds")
+
+    def release_stale(self, key: str, older_than_s: float) -> list[str]:
+        """Drop the key's holds made at least ``older_than_s`` seconds ago, lapsed or
+        not; return their ids. A settle of one of them afterwards raises
+        ``ReservationError``: release only the holds of processes you know are gone."""
+        raise NotImplementedError(f"{type(self).__name__} cannot release stale holds")
+
+    def hold_keys(self) -> list[str]:
+        """Every key with an open or lapsed hold, sorted."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its keys")
+
     async def areserve(
-        self, key: str, reservation_id: str, ask: Amounts, limits: Limits, ttl_s: float | None
+        self,
+        key: str,
+        reservation_id: str,
+        ask: Amounts,
+        limits: Limits,
+        ttl_s: float | None,
+        lease_s: float | None = None,
     ) -> Refusal | None:
-        return await asyncio.to_thread(self.reserve, key, reservation_id, ask, limits, ttl_s)
+        return await asyncio.to_thread(
+            self.reserve, key, reservation_id, ask, limits, ttl_s, lease_s
+        )
 
     async def asettle(self, key: str, reservation_id: str, actual: tuple[int, int, int]) -> bool:
         return await asyncio.to_thread(self.settle, key, reservation_id, actual)

@@ -6,13 +6,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from budgets._backends import _records
 from budgets._backends._base import (
-    ZERO_AMOUNTS,
+    DEFAULT_LEASE_S,
     Amounts,
+    Hold,
     LedgerBackend,
     Limits,
     Refusal,
     Totals,
+    check_lease,
     check_limits,
 )
 
@@ -21,14 +24,19 @@ __all__ = ["MemoryBackend"]
 
 @dataclass(slots=True)
 class _State:
-    spent: Amounts = ZERO_AMOUNTS
-    in_flight: Amounts = ZERO_AMOUNTS
-    reservations: dict[str, Amounts] = field(default_factory=dict)
+    spent: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    in_flight: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    reservations: dict[str, _records.Record] = field(default_factory=dict)
     expires_at: float | None = None
+    next_due: int | None = None  # ms: when a hold's lease ends or a lapsed one is dropped
+
+    def sweep(self, now: int) -> None:
+        if self.next_due is not None and self.next_due <= now:
+            self.next_due = _records.sweep(self.reservations, self.in_flight, now)
 
 
-def _add(a: Amounts, b: Amounts, sign: int = 1) -> Amounts:
-    return (a[0] + sign * b[0], a[1] + sign * b[1], a[2] + sign * b[2], a[3] + sign * b[3])
+def _amounts(values: list[int]) -> Amounts:
+    return (values[0], values[1], values[2], values[3])
 
 
 class MemoryBackend(LedgerBackend):
@@ -37,12 +45,14 @@ class MemoryBackend(LedgerBackend):
     Safe across threads and asyncio tasks of one process. The async twins take the same
     lock without a thread hop: it is held for a few microseconds and never across an
     ``await``, so it cannot stall the event loop. Share one instance between ledgers to
-    share keys (e.g. one per-tenant budget seen from many runs).
+    share keys (e.g. one per-tenant budget seen from many runs). ``lease_s`` is the
+    default lease of a hold (see ``LedgerBackend``).
     """
 
     _SWEEP_EVERY_S = 60.0
 
-    def __init__(self) -> None:
+    def __init__(self, *, lease_s: float = DEFAULT_LEASE_S) -> None:
+        self.lease_s = check_lease(lease_s)
         self._lock = threading.Lock()
         self._states: dict[str, _State] = {}
         self._next_sweep = 0.0
@@ -64,48 +74,93 @@ class MemoryBackend(LedgerBackend):
             state.expires_at = time.monotonic() + ttl_s
         return state
 
+    def _swept(self, key: str) -> _State | None:
+        state = self._states.get(key)
+        if state is not None:
+            state.sweep(_records.now_ms())
+        return state
+
     def reserve(
-        self, key: str, reservation_id: str, ask: Amounts, limits: Limits, ttl_s: float | None
+        self,
+        key: str,
+        reservation_id: str,
+        ask: Amounts,
+        limits: Limits,
+        ttl_s: float | None,
+        lease_s: float | None = None,
     ) -> Refusal | None:
+        lease = self.lease_s if lease_s is None else check_lease(lease_s)
         with self._lock:
             state = self._state(key, ttl_s)
-            refusal = check_limits(state.spent, state.in_flight, ask, limits)
+            now = _records.now_ms()
+            state.sweep(now)
+            refusal = check_limits(_amounts(state.spent), _amounts(state.in_flight), ask, limits)
             if refusal is not None:
                 return refusal
             if reservation_id in state.reservations:
                 raise ValueError(f"reservation id {reservation_id!r} is already in use")
-            state.reservations[reservation_id] = ask
-            state.in_flight = _add(state.in_flight, ask)
+            record = _records.new_record(ask, now, lease)
+            state.reservations[reservation_id] = record
+            for index in range(4):
+                state.in_flight[index] += ask[index]
+            if state.next_due is None or record[5] < state.next_due:
+                state.next_due = record[5]
             return None
 
-    def settle(self, key: str, reservation_id: str, actual: tuple[int, int, int]) -> bool:
+    def _close(self, key: str, reservation_id: str, actual: tuple[int, int, int] | None) -> bool:
         with self._lock:
-            state = self._states.get(key)
-            reserved = None if state is None else state.reservations.pop(reservation_id, None)
-            if state is None or reserved is None:
+            state = self._swept(key)
+            if state is None:
                 return False
-            state.in_flight = _add(state.in_flight, reserved, -1)
-            state.spent = _add(state.spent, (*actual, reserved[3]))
-            return True
+            return _records.close(
+                state.reservations, state.in_flight, state.spent, reservation_id, actual
+            )
+
+    def settle(self, key: str, reservation_id: str, actual: tuple[int, int, int]) -> bool:
+        return self._close(key, reservation_id, actual)
 
     def release(self, key: str, reservation_id: str) -> bool:
-        with self._lock:
-            state = self._states.get(key)
-            reserved = None if state is None else state.reservations.pop(reservation_id, None)
-            if state is None or reserved is None:
-                return False
-            state.in_flight = _add(state.in_flight, reserved, -1)
-            return True
+        return self._close(key, reservation_id, None)
 
     def totals(self, key: str) -> Totals:
         with self._lock:
-            state = self._states.get(key)
-            return Totals() if state is None else Totals(state.spent, state.in_flight)
+            state = self._swept(key)
+            if state is None:
+                return Totals()
+            return Totals(_amounts(state.spent), _amounts(state.in_flight))
+
+    def holds(self, key: str) -> list[Hold]:
+        with self._lock:
+            state = self._swept(key)
+            if state is None:
+                return []
+            now = _records.now_ms()
+            records = sorted(state.reservations.items(), key=lambda item: item[1][4])
+            return [_records.hold_of(rid, record, now) for rid, record in records]
+
+    def release_stale(self, key: str, older_than_s: float) -> list[str]:
+        with self._lock:
+            state = self._swept(key)
+            if state is None:
+                return []
+            return _records.release_stale(
+                state.reservations, state.in_flight, _records.now_ms(), older_than_s
+            )
+
+    def hold_keys(self) -> list[str]:
+        with self._lock:
+            return sorted(key for key, state in self._states.items() if state.reservations)
 
     async def areserve(
-        self, key: str, reservation_id: str, ask: Amounts, limits: Limits, ttl_s: float | None
+        self,
+        key: str,
+        reservation_id: str,
+        ask: Amounts,
+        limits: Limits,
+        ttl_s: float | None,
+        lease_s: float | None = None,
     ) -> Refusal | None:
-        return self.reserve(key, reservation_id, ask, limits, ttl_s)
+        return self.reserve(key, reservation_id, ask, limits, ttl_s, lease_s)
 
     async def asettle(self, key: str, reservation_id: str, actual: tuple[int, int, int]) -> bool:
         return self.settle(key, reservation_id, actual)

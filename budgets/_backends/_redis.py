@@ -1,66 +1,176 @@
 """Redis backend: ledgers shared by many machines.
 
 Each ledger key owns two hashes, ``budgets:{key}`` (counters ``s:*`` spent and ``f:*``
-in flight) and ``budgets:{key}:res`` (open reservations, ``id -> "usd in out calls"``).
-The braces are a Redis Cluster hash tag, so both land in the same slot and one script may
-touch both. Check-and-reserve, settle and release are each a single Lua script, which
-Redis runs atomically: no other client's command interleaves.
+in flight, and ``next``: when a hold's lease next ends, in ms) and ``budgets:{key}:res``
+(the holds, ``id -> "usd in out calls created_ms expires_ms lapsed"``). The braces are a
+Redis Cluster hash tag, so both land in the same slot and one script may touch both.
+Check-and-reserve, settle, release, totals and the hold listing are each a single Lua
+script, which Redis runs atomically: no other client's command interleaves. Every script
+first lapses the holds whose lease ended (by the Redis server's clock, so machines with
+skewed clocks agree) and refuses to touch a counter or hold it did not write.
+
+Replies are checked on the Python side too: anything but the integers and strings the
+scripts return raises ``LedgerCorrupted``. Nothing is ever unpickled or evaluated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 import weakref
 from typing import Any
 
-from budgets._backends._base import Amounts, LedgerBackend, Limits, Refusal, Totals
+from budgets._backends._base import (
+    DEFAULT_LEASE_S,
+    Amounts,
+    Hold,
+    LedgerBackend,
+    Limits,
+    Refusal,
+    Totals,
+    check_lease,
+)
+from budgets._errors import LedgerCorrupted
 
 __all__ = ["RedisBackend"]
 
 _FIELDS = ("s:usd", "s:in", "s:out", "s:calls", "f:usd", "f:in", "f:out", "f:calls")
 
-# KEYS[1] counters, KEYS[2] reservations. ARGV[1] id, ARGV[2..5] asked, ARGV[6..9] limits
-# ('' = unlimited), ARGV[10] ttl in ms ('' = none). Returns {0, 0} or {limit index, used}.
-# Numbers are integers below 2**53, so Lua's doubles hold them exactly; HINCRBY gets the
-# original strings and counts in 64-bit integers.
-_RESERVE = """
+# Shared by every script: KEYS[1] counters, KEYS[2] holds. `counters()` returns the eight
+# counters as numbers, or nil and what is wrong; `sweep()` lapses holds whose lease ended
+# and forgets lapsed ones kept for a second lease, returning an error string or nil. It
+# checks everything before it writes anything. Numbers are integers below 2**53, so Lua's
+# doubles hold them exactly; HINCRBY counts in 64-bit integers.
+_PRELUDE = """
 local names = {'usd', 'in', 'out', 'calls'}
-local c = redis.call('HMGET', KEYS[1], 's:usd', 's:in', 's:out', 's:calls',
-                     'f:usd', 'f:in', 'f:out', 'f:calls')
+local fields = {'s:usd', 's:in', 's:out', 's:calls', 'f:usd', 'f:in', 'f:out', 'f:calls'}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function fmt(n) return string.format('%.0f', n) end
+local function counters()
+  local c = redis.call('HMGET', KEYS[1], unpack(fields))
+  local n = {}
+  for i = 1, 8 do
+    if c[i] and not string.match(c[i], '^%d+$') then
+      return nil, 'counter ' .. fields[i] .. ' of ' .. KEYS[1] .. ' is not an integer >= 0'
+    end
+    n[i] = tonumber(c[i]) or 0
+  end
+  return n
+end
+local function parse(held)
+  local r = {}
+  for v in string.gmatch(held, '%S+') do
+    if not string.match(v, '^%d+$') then return nil end
+    r[#r + 1] = v
+  end
+  if #r == 4 then r[5], r[6], r[7] = '0', '0', '0' end
+  if #r ~= 7 or (r[7] ~= '0' and r[7] ~= '1') then return nil end
+  return r
+end
+local function due(r)
+  local created, expires = tonumber(r[5]), tonumber(r[6])
+  if expires == 0 then return nil end
+  if r[7] == '1' then return 2 * expires - created end
+  return expires
+end
+local function take(r)
+  for i = 1, 4 do
+    if r[i] ~= '0' then redis.call('HINCRBY', KEYS[1], 'f:' .. names[i], '-' .. r[i]) end
+  end
+end
+local function holds()
+  local all = redis.call('HGETALL', KEYS[2])
+  local out = {}
+  for j = 1, #all, 2 do
+    local r = parse(all[j + 1])
+    if not r then return nil, 'hold ' .. all[j] .. ' of ' .. KEYS[2] .. ' is malformed' end
+    out[#out + 1] = {all[j], r}
+  end
+  return out
+end
+local function sweep()
+  local _, bad = counters()
+  if bad then return bad end
+  local nxt = redis.call('HGET', KEYS[1], 'next')
+  if not nxt then return nil end
+  if not string.match(nxt, '^%d+$') then return 'field next of ' .. KEYS[1] .. ' is malformed' end
+  if tonumber(nxt) > now then return nil end
+  local all, bad2 = holds()
+  if not all then return bad2 end
+  local soonest = nil
+  for _, h in ipairs(all) do
+    local id, r = h[1], h[2]
+    local d = due(r)
+    if d and d <= now and r[7] == '0' then
+      take(r)
+      r[7] = '1'
+      redis.call('HSET', KEYS[2], id, table.concat(r, ' '))
+      d = due(r)
+    end
+    if d and d <= now then
+      redis.call('HDEL', KEYS[2], id)
+    elseif d and (soonest == nil or d < soonest) then
+      soonest = d
+    end
+  end
+  if soonest then
+    redis.call('HSET', KEYS[1], 'next', fmt(soonest))
+  else
+    redis.call('HDEL', KEYS[1], 'next')
+  end
+  return nil
+end
+local bad = sweep()
+if bad then return redis.error_reply('ERR budgets: ' .. bad) end
+"""
+
+# ARGV[1] id, ARGV[2..5] asked, ARGV[6..9] limits ('' = unlimited), ARGV[10] ttl in ms
+# ('' = none), ARGV[11] lease in ms. Returns {0, 0} or {limit index, used}.
+_RESERVE = (
+    _PRELUDE
+    + """
+local c = counters()
 for i = 1, 4 do
   if ARGV[5 + i] ~= '' then
-    local used = (tonumber(c[i]) or 0) + (tonumber(c[4 + i]) or 0)
+    local used = c[i] + c[4 + i]
     if used + tonumber(ARGV[1 + i]) > tonumber(ARGV[5 + i]) then
       return {i, used}
     end
   end
 end
-local held = ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5]
+local expires = now + tonumber(ARGV[11])
+local held = ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' ..
+             fmt(now) .. ' ' .. fmt(expires) .. ' 0'
 if redis.call('HSETNX', KEYS[2], ARGV[1], held) == 0 then
   return redis.error_reply('ERR reservation id already in use')
 end
 for i = 1, 4 do
   if ARGV[1 + i] ~= '0' then redis.call('HINCRBY', KEYS[1], 'f:' .. names[i], ARGV[1 + i]) end
 end
+local nxt = redis.call('HGET', KEYS[1], 'next')
+if not nxt or tonumber(nxt) > expires then redis.call('HSET', KEYS[1], 'next', fmt(expires)) end
 if ARGV[10] ~= '' then
   redis.call('PEXPIRE', KEYS[1], ARGV[10])
   redis.call('PEXPIRE', KEYS[2], ARGV[10])
 end
 return {0, 0}
 """
+)
 
 # ARGV[1] id, ARGV[2] 'settle' or 'release', ARGV[3..5] actual usd, in, out.
-# Returns 1, or 0 when the reservation is not open (settled, released or unknown).
-_CLOSE = """
-local names = {'usd', 'in', 'out', 'calls'}
+# Returns 1, or 0 when the reservation is not there (settled, released or unknown).
+# A lapsed hold left in flight already: settling it only records the spend.
+_CLOSE = (
+    _PRELUDE
+    + """
 local held = redis.call('HGET', KEYS[2], ARGV[1])
 if not held then return 0 end
+local r = parse(held)
+if not r then return redis.error_reply('ERR budgets: hold ' .. ARGV[1] .. ' is malformed') end
 redis.call('HDEL', KEYS[2], ARGV[1])
-local r = {}
-for v in string.gmatch(held, '%S+') do r[#r + 1] = v end
-for i = 1, 4 do
-  if r[i] ~= '0' then redis.call('HINCRBY', KEYS[1], 'f:' .. names[i], '-' .. r[i]) end
-end
+if r[7] == '0' then take(r) end
 if ARGV[2] == 'settle' then
   local spent = {ARGV[3], ARGV[4], ARGV[5], r[4]}
   for i = 1, 4 do
@@ -69,6 +179,63 @@ if ARGV[2] == 'settle' then
 end
 return 1
 """
+)
+
+# Returns the eight counters (nil where unset).
+_TOTALS = (
+    _PRELUDE
+    + """
+return redis.call('HMGET', KEYS[1], unpack(fields))
+"""
+)
+
+# Returns {now_ms, id, "usd in out calls created expires lapsed", id, ...}.
+_HOLDS = (
+    _PRELUDE
+    + """
+local hs, err = holds()
+if not hs then return redis.error_reply('ERR budgets: ' .. err) end
+local out = {fmt(now)}
+for _, h in ipairs(hs) do
+  out[#out + 1] = h[1]
+  out[#out + 1] = table.concat(h[2], ' ')
+end
+return out
+"""
+)
+
+# ARGV[1] minimum age in ms. Drops those holds (taking live ones off in flight); returns
+# their ids.
+_RELEASE_STALE = (
+    _PRELUDE
+    + """
+local hs, err = holds()
+if not hs then return redis.error_reply('ERR budgets: ' .. err) end
+local gone = {}
+for _, h in ipairs(hs) do
+  local r = h[2]
+  if now - tonumber(r[5]) >= tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[2], h[1])
+    if r[7] == '0' then take(r) end
+    gone[#gone + 1] = h[1]
+  end
+end
+return gone
+"""
+)
+
+_SCRIPTS = (_RESERVE, _CLOSE, _TOTALS, _HOLDS, _RELEASE_STALE)
+_COUNT = re.compile(r"\d+")
+_HELD = re.compile(r"\d+( \d+){3}( \d+ \d+ [01])?")
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    return value if isinstance(value, str) else None
 
 
 class RedisBackend(LedgerBackend):
@@ -78,7 +245,8 @@ class RedisBackend(LedgerBackend):
     URL, the async twins use ``redis.asyncio`` with one client per event loop (an asyncio
     connection belongs to the loop that opened it); with only a sync client they run the
     sync call in a worker thread. ``prefix`` namespaces the keys; ``max_connections``
-    caps each URL-made pool (callers beyond it wait for a free connection).
+    caps each URL-made pool (callers beyond it wait for a free connection); ``lease_s``
+    is the default lease of a hold (see ``LedgerBackend``).
     """
 
     max_limit = 2**53 - 1  # Lua compares in doubles: above this, limits lose exactness
@@ -90,6 +258,7 @@ class RedisBackend(LedgerBackend):
         client: Any = None,
         prefix: str = "budgets:",
         max_connections: int = 64,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         import redis
 
@@ -98,6 +267,7 @@ class RedisBackend(LedgerBackend):
                 "RedisBackend needs exactly one of url='redis://host:port/db' or "
                 "client=redis.Redis(...)"
             )
+        self.lease_s = check_lease(lease_s)
         self._url = url
         self._prefix = prefix
         self._max_connections = max_connections
@@ -107,59 +277,167 @@ class RedisBackend(LedgerBackend):
             # of failing with "Too many connections" (200 threads are a normal burst)
             pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections)
             self._client = redis.Redis(connection_pool=pool)
-        self._reserve = self._client.register_script(_RESERVE)
-        self._close_script = self._client.register_script(_CLOSE)
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._scripts = [self._client.register_script(s) for s in _SCRIPTS]
+        self._aclients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[Any, list[Any]]
+        ] = weakref.WeakKeyDictionary()
 
     def _keys(self, key: str) -> list[str]:
         counters = f"{self._prefix}{{{key}}}"
         return [counters, counters + ":res"]
 
-    @staticmethod
+    # -- what goes in, what comes back ----------------------------------------------------
+
+    def _corrupted(self, key: str, why: object) -> LedgerCorrupted:
+        counters, holds = self._keys(key)
+        return LedgerCorrupted(
+            f"Redis keys {counters!r} / {holds!r} hold a value budgets did not write "
+            f"({why}); nothing of it was decoded. Delete both keys (DEL) to start that "
+            "ledger from zero, or restore them from a backup."
+        )
+
+    def _count(self, key: str, value: object, what: str) -> int:
+        if type(value) is int and value >= 0:
+            return value
+        text = _text(value)
+        if text is None or not _COUNT.fullmatch(text):
+            raise self._corrupted(key, f"{what} is {value!r}, not an integer >= 0")
+        return int(text)
+
+    def _run(self, index: int, key: str, args: list[str]) -> Any:
+        import redis
+
+        try:
+            return self._scripts[index](keys=self._keys(key), args=args)
+        except redis.ResponseError as exc:
+            raise self._translate(key, exc) from None
+
+    async def _arun(self, index: int, key: str, args: list[str]) -> Any:
+        import redis
+
+        entry = self._aclient()
+        assert entry is not None
+        try:
+            return await entry[1][index](keys=self._keys(key), args=args)
+        except redis.ResponseError as exc:
+            raise self._translate(key, exc) from None
+
+    def _translate(self, key: str, exc: Exception) -> Exception:
+        text = str(exc)
+        if "budgets:" in text or "WRONGTYPE" in text or "not an integer" in text:
+            return self._corrupted(key, text)
+        return exc
+
     def _reserve_args(
-        reservation_id: str, ask: Amounts, limits: Limits, ttl_s: float | None
+        self,
+        reservation_id: str,
+        ask: Amounts,
+        limits: Limits,
+        ttl_s: float | None,
+        lease_s: float | None,
     ) -> list[str]:
         ttl = "" if ttl_s is None else str(max(int(ttl_s * 1000), 1))
+        lease = self.lease_s if lease_s is None else check_lease(lease_s)
         return [
             reservation_id,
             *map(str, ask),
             *("" if limit is None else str(limit) for limit in limits),
             ttl,
+            str(max(int(lease * 1000), 1)),
         ]
 
-    @staticmethod
-    def _refusal(reply: list[Any]) -> Refusal | None:
-        index = int(reply[0])
-        return None if index == 0 else Refusal(index - 1, int(reply[1]))
+    def _refusal(self, key: str, reply: Any) -> Refusal | None:
+        if not (isinstance(reply, list) and len(reply) == 2):
+            raise self._corrupted(key, f"reserve replied {reply!r}")
+        index = self._count(key, reply[0], "the refused limit")
+        if index > 4:
+            raise self._corrupted(key, f"reserve replied {reply!r}")
+        return None if index == 0 else Refusal(index - 1, self._count(key, reply[1], "used"))
 
-    @staticmethod
-    def _totals(values: list[Any]) -> Totals:
-        ints = [0 if v is None else int(v) for v in values]
+    def _closed(self, key: str, reply: Any) -> bool:
+        if reply not in (0, 1):
+            raise self._corrupted(key, f"settle/release replied {reply!r}")
+        return bool(reply)
+
+    def _totals(self, key: str, values: Any) -> Totals:
+        if not (isinstance(values, list) and len(values) == len(_FIELDS)):
+            raise self._corrupted(key, f"the counters read {values!r}")
+        ints = [
+            0 if v is None else self._count(key, v, name)
+            for v, name in zip(values, _FIELDS, strict=True)
+        ]
         return Totals((ints[0], ints[1], ints[2], ints[3]), (ints[4], ints[5], ints[6], ints[7]))
 
+    def _holds(self, key: str, reply: Any) -> list[Hold]:
+        if not (isinstance(reply, list) and len(reply) % 2 == 1):
+            raise self._corrupted(key, f"the hold listing replied {reply!r}")
+        now = self._count(key, reply[0], "the server time")
+        made: list[tuple[int, Hold]] = []
+        for raw_id, raw_held in zip(reply[1::2], reply[2::2], strict=True):
+            reservation_id, held = _text(raw_id), _text(raw_held)
+            if reservation_id is None or held is None or not _HELD.fullmatch(held):
+                raise self._corrupted(key, f"hold {raw_id!r} is {raw_held!r}")
+            r = [int(v) for v in held.split()] + ([0, 0, 0] if held.count(" ") == 3 else [])
+            amounts: Amounts = (r[0], r[1], r[2], r[3])
+            if r[5] == 0:
+                hold = Hold(reservation_id, amounts, math.inf, math.inf)
+            else:
+                hold = Hold(reservation_id, amounts, (now - r[4]) / 1000, (r[5] - now) / 1000)
+            made.append((r[4], hold))
+        return [hold for _, hold in sorted(made, key=lambda item: item[0])]
+
+    def _ids(self, key: str, reply: Any) -> list[str]:
+        ids = [_text(v) for v in reply] if isinstance(reply, list) else [None]
+        if any(i is None for i in ids):
+            raise self._corrupted(key, f"release_stale replied {reply!r}")
+        return [i for i in ids if i is not None]
+
+    # -- sync ---------------------------------------------------------------------------
+
     def reserve(
-        self, key: str, reservation_id: str, ask: Amounts, limits: Limits, ttl_s: float | None
+        self,
+        key: str,
+        reservation_id: str,
+        ask: Amounts,
+        limits: Limits,
+        ttl_s: float | None,
+        lease_s: float | None = None,
     ) -> Refusal | None:
-        args = self._reserve_args(reservation_id, ask, limits, ttl_s)
-        return self._refusal(self._reserve(keys=self._keys(key), args=args))
+        args = self._reserve_args(reservation_id, ask, limits, ttl_s, lease_s)
+        return self._refusal(key, self._run(0, key, args))
 
     def settle(self, key: str, reservation_id: str, actual: tuple[int, int, int]) -> bool:
         args = [reservation_id, "settle", *map(str, actual)]
-        return bool(self._close_script(keys=self._keys(key), args=args))
+        return self._closed(key, self._run(1, key, args))
 
     def release(self, key: str, reservation_id: str) -> bool:
         args = [reservation_id, "release", "0", "0", "0"]
-        return bool(self._close_script(keys=self._keys(key), args=args))
+        return self._closed(key, self._run(1, key, args))
 
     def totals(self, key: str) -> Totals:
-        return self._totals(self._client.hmget(self._keys(key)[0], _FIELDS))
+        return self._totals(key, self._run(2, key, []))
+
+    def holds(self, key: str) -> list[Hold]:
+        return self._holds(key, self._run(3, key, []))
+
+    def release_stale(self, key: str, older_than_s: float) -> list[str]:
+        older_than = str(max(math.ceil(older_than_s * 1000), 0))
+        return self._ids(key, self._run(4, key, [older_than]))
+
+    def hold_keys(self) -> list[str]:
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self._prefix) + "{*}:res"
+        start, end = len(self._prefix) + 1, -len("}:res")
+        keys: set[str] = set()
+        for name in self._client.scan_iter(match=pattern, count=500):
+            text = _text(name)
+            if text is not None:
+                keys.add(text[start:end])
+        return sorted(keys)
 
     # -- asyncio ---------------------------------------------------------------------
 
-    def _aclient(self) -> tuple[Any, Any, Any] | None:
-        """This loop's (client, reserve script, close script); None without a URL."""
+    def _aclient(self) -> tuple[Any, list[Any]] | None:
+        """This loop's (client, scripts); None without a URL."""
         if self._url is None:
             return None
         loop = asyncio.get_running_loop()
@@ -171,38 +449,40 @@ class RedisBackend(LedgerBackend):
                 self._url, max_connections=self._max_connections
             )
             client = redis.asyncio.Redis(connection_pool=pool)
-            entry = (client, client.register_script(_RESERVE), client.register_script(_CLOSE))
+            entry = (client, [client.register_script(s) for s in _SCRIPTS])
             self._aclients[loop] = entry
         return entry
 
     async def areserve(
-        self, key: str, reservation_id: str, ask: Amounts, limits: Limits, ttl_s: float | None
+        self,
+        key: str,
+        reservation_id: str,
+        ask: Amounts,
+        limits: Limits,
+        ttl_s: float | None,
+        lease_s: float | None = None,
     ) -> Refusal | None:
-        entry = self._aclient()
-        if entry is None:
-            return await super().areserve(key, reservation_id, ask, limits, ttl_s)
-        args = self._reserve_args(reservation_id, ask, limits, ttl_s)
-        return self._refusal(await entry[1](keys=self._keys(key), args=args))
+        if self._aclient() is None:
+            return await super().areserve(key, reservation_id, ask, limits, ttl_s, lease_s)
+        args = self._reserve_args(reservation_id, ask, limits, ttl_s, lease_s)
+        return self._refusal(key, await self._arun(0, key, args))
 
     async def asettle(self, key: str, reservation_id: str, actual: tuple[int, int, int]) -> bool:
-        entry = self._aclient()
-        if entry is None:
+        if self._aclient() is None:
             return await super().asettle(key, reservation_id, actual)
         args = [reservation_id, "settle", *map(str, actual)]
-        return bool(await entry[2](keys=self._keys(key), args=args))
+        return self._closed(key, await self._arun(1, key, args))
 
     async def arelease(self, key: str, reservation_id: str) -> bool:
-        entry = self._aclient()
-        if entry is None:
+        if self._aclient() is None:
             return await super().arelease(key, reservation_id)
         args = [reservation_id, "release", "0", "0", "0"]
-        return bool(await entry[2](keys=self._keys(key), args=args))
+        return self._closed(key, await self._arun(1, key, args))
 
     async def atotals(self, key: str) -> Totals:
-        entry = self._aclient()
-        if entry is None:
+        if self._aclient() is None:
             return await super().atotals(key)
-        return self._totals(await entry[0].hmget(self._keys(key)[0], _FIELDS))
+        return self._totals(key, await self._arun(2, key, []))
 
     async def aclose(self) -> None:
         """Close this event loop's async client (call before the loop ends)."""
