@@ -13,8 +13,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+import tracing
+from agentflow import _secrets
 from agentflow._errors import ConfigError, UnknownTierError
 from budgets import Pricing, TokenPricing
 
@@ -76,12 +86,29 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     return dict(section)
 
 
+def _shown(loc: tuple[int | str, ...], value: Any) -> str:
+    """What a validation message says it got, credentials and header values hidden."""
+    secret = (_secrets.HEADER_PARAMS | {"api_key"}).intersection(map(str, loc)) or any(
+        _secrets.is_credential_param(str(p)) for p in loc
+    )
+    if secret:
+        return "a hidden value"
+    if isinstance(value, Mapping):
+        value = {
+            k: "**********"
+            if str(k) in _secrets.HEADER_PARAMS or _secrets.is_credential_param(str(k))
+            else v
+            for k, v in value.items()
+        }
+    return repr(value)
+
+
 def _format_validation_error(what: str, err: ValidationError) -> str:
     problems = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or what
-        problems.append(f"{loc}: {e['msg']} (got {e.get('input')!r})")
-    return f"invalid {what}: " + "; ".join(problems)
+        problems.append(f"{loc}: {e['msg']} (got {_shown(e['loc'], e.get('input'))})")
+    return tracing.redact(f"invalid {what}: " + "; ".join(problems))
 
 
 class _Model(BaseModel):
@@ -100,8 +127,13 @@ class Endpoint(_Model):
     """One served model: a litellm model string, where it is served and what it costs.
 
     Extra keyword arguments are passed to litellm as they are (``timeout``,
-    ``extra_headers``, ``api_version``, ...). ``api_key`` is a secret: it never appears
-    in a repr, a span or a log line.
+    ``extra_headers``, ``api_version``, ...). ``api_key``, credential parameters
+    (``aws_secret_access_key``, ``vertex_credentials``, ...) and header values
+    (``extra_headers``, ``headers``; all but harmless ones like ``Content-Type``) are
+    secrets: held as pydantic ``SecretStr``, masked in ``repr`` and ``model_dump``, and
+    registered with ``tracing.register_secrets`` so that no span, export, error message
+    or litellm/httpx log line shows them. ``litellm_params()`` hands litellm the plain
+    values.
     """
 
     model_config = ConfigDict(frozen=True, extra="allow")
@@ -120,6 +152,20 @@ class Endpoint(_Model):
                 "api_base='http://127.0.0.1:8081/v1')"
             )
         super().__init__(**data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _protect_secrets(cls, data: Any) -> Any:
+        # extra fields are not validated: wrap the secret ones here
+        if not isinstance(data, Mapping):
+            return data
+        declared = cls.model_fields
+        return {k: v if k in declared else _secrets.protect(k, v) for k, v in data.items()}
+
+    @model_validator(mode="after")
+    def _register_secrets(self) -> Endpoint:
+        tracing.register_secrets(self.secret_values())
+        return self
 
     @field_validator("pricing", mode="before")
     @classmethod
@@ -152,9 +198,18 @@ class Endpoint(_Model):
 
     @property
     def extra_params(self) -> dict[str, Any]:
+        """The extra litellm parameters as held: secrets wrapped (see ``litellm_params``)."""
         return dict(self.model_extra or {})
 
+    def secret_values(self) -> list[str]:
+        """The plain values of this endpoint's secrets (key, credentials, header values)."""
+        found = _secrets.secret_values(self.extra_params)
+        if self.api_key is not None:
+            found.append(self.api_key.get_secret_value())
+        return found
+
     def litellm_params(self) -> dict[str, Any]:
+        """litellm's keyword arguments for this endpoint, secrets in the clear."""
         params: dict[str, Any] = {"model": self.model, "timeout": self.timeout}
         if self.api_base:
             params["api_base"] = self.api_base
@@ -163,7 +218,17 @@ class Endpoint(_Model):
         elif self.api_base:
             # a self-hosted endpoint needs no key, but the OpenAI client insists on one
             params["api_key"] = "none"
-        params.update(self.extra_params)
+        extra = self.extra_params
+        params.update(
+            {
+                k: _secrets.reveal(v)
+                if k in _secrets.HEADER_PARAMS or _secrets.is_credential_param(k)
+                else v
+                for k, v in extra.items()
+            }
+        )
+        # a copy made without validation (model_copy(update=...)) registers here
+        tracing.register_secrets(self.secret_values())
         return params
 
     def token_pricing(self) -> TokenPricing | None:

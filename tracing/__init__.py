@@ -38,7 +38,13 @@ from tracing._content import (
 from tracing._errors import PhoenixError, TracingError
 from tracing._metrics import Metrics, record_cache_hit, record_call
 from tracing._providers import meter, tracer, use_providers
-from tracing._redact import RedactingFilter, redact
+from tracing._redact import (
+    RedactingFilter,
+    install_log_redaction,
+    is_secret_key,
+    redact,
+    register_secrets,
+)
 from tracing._setup import Providers, setup
 from tracing._spans import record_error
 
@@ -60,6 +66,8 @@ __all__ = [
     "content_attributes",
     "content_config",
     "embedding_attributes",
+    "install_log_redaction",
+    "is_secret_key",
     "llm_attributes",
     "meter",
     "read_spans",
@@ -67,6 +75,7 @@ __all__ = [
     "record_call",
     "record_error",
     "redact",
+    "register_secrets",
     "rollup_attributes",
     "run_attributes",
     "session_attributes",

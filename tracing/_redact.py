@@ -5,22 +5,34 @@
 ``AIza…``, JWTs), ``Bearer``/``Basic`` credentials, ``Authorization`` headers and the value
 of any ``api_key=``/``"api_key": …``/``password=``/``token=``-style pair, in plain text,
 JSON, Python reprs and URLs alike.
+
+``register_secrets(values)`` adds the values an application configured (API keys, header
+values, cloud credentials) to a process-wide registry; ``redact`` replaces every
+registered value too, whatever its shape (a 32-hex key a server echoes back has none).
+``install_log_redaction(names)`` puts a ``RedactingFilter`` on named loggers (litellm's,
+httpx's, ...) so their records are scrubbed before any handler sees them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
+from urllib.parse import quote, quote_plus
 
 __all__ = [
+    "MIN_SECRET_LENGTH",
     "REDACTION",
     "SECRET_KEYS",
     "RedactingFilter",
+    "install_log_redaction",
     "is_secret_key",
     "redact",
     "redact_mapping",
+    "register_secrets",
 ]
 
 REDACTION: Final = "[REDACTED]"
@@ -122,6 +134,58 @@ _PAIR_HINT: Final = re.compile(rf"(?:{'|'.join(_PAIR_ENDINGS)})[\"']?\s*[:=]")
 assert all(k.endswith(_PAIR_ENDINGS) for k in (*SECRET_KEYS, *_SECRET_SUFFIXES))
 
 
+# -- registered secrets -----------------------------------------------------------------
+# Values shorter than this are not registered: scrubbing "admin" or "none" from every
+# text would mangle ordinary words and prove nothing.
+MIN_SECRET_LENGTH: Final = 6
+_secrets_lock = threading.Lock()
+_secret_set: frozenset[str] = frozenset()
+# What redact scans for, longest first (a secret containing another goes whole). One
+# ``in`` per secret beats a regex alternation by far on long text: sre tries every branch
+# at every position whose character could start one (any hex digit, for a hex key),
+# while ``str.__contains__`` skips ahead in C. Swapped whole, so readers need no lock.
+_secrets: tuple[str, ...] = ()
+
+
+def _forms(value: str) -> set[str]:
+    """``value`` and how it reads once escaped in JSON, a Python repr or a URL."""
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        repr(value)[1:-1],
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+    }
+    return {f for f in forms if len(f) >= MIN_SECRET_LENGTH and f not in REDACTION}
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Make ``redact`` (and so every span, export and log filter) replace these values.
+
+    For secrets that have no recognisable shape: an API key of 32 hex digits, a header
+    value, a cloud credential. Values shorter than ``MIN_SECRET_LENGTH`` characters (and
+    None) are ignored. Registration is process-wide, thread-safe and permanent; a value
+    already registered costs a set lookup.
+    """
+    global _secret_set, _secrets
+    fresh: set[str] = set()
+    for value in values:
+        if (
+            isinstance(value, str)
+            and len(value) >= MIN_SECRET_LENGTH
+            and value not in _secret_set
+            and value.strip()
+        ):
+            fresh |= _forms(value)
+    if not fresh:
+        return
+    with _secrets_lock:
+        merged = _secret_set | fresh
+        if merged != _secret_set:
+            _secrets = tuple(sorted(merged, key=lambda v: (-len(v), v)))
+            _secret_set = merged
+
+
 def _replace_pair(match: re.Match[str]) -> str:
     if not is_secret_key(match.group("name")):
         return match.group(0)
@@ -138,14 +202,19 @@ def redact(text: str) -> str:
     if not text:
         return text
     out = text
-    lower = text.lower()
+    secrets = _secrets
+    if secrets and len(text) >= len(secrets[-1]):  # else too short to hold any
+        for secret in secrets:
+            if secret in out:
+                out = out.replace(secret, REDACTION)
+    lower = out.lower()
     if "=" in out or ":" in out:
         for ending in _PAIR_ENDINGS:  # is_secret_key lowercases the name too
             if ending in lower:
                 if _PAIR_HINT.search(lower):
-                    out = _PAIR.sub(_replace_pair, out)
-                    if out is not text:
-                        lower = out.lower()
+                    paired = _PAIR.sub(_replace_pair, out)
+                    if paired is not out:
+                        out, lower = paired, paired.lower()
                 break
     if not out.isascii() and any(c in out for c in _FOLDED):
         lower = out.translate(_CASE_FOLD).lower()
@@ -185,7 +254,10 @@ class RedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: logging reports it when it emits
+            return True
         cleaned = redact(message)
         if cleaned != message:
             record.msg = cleaned
@@ -196,3 +268,35 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(formatted)
             record.exc_info = None
         return True
+
+
+# One filter for every logger install_log_redaction touches, so installing twice is a no-op.
+_LOG_FILTER: Final = RedactingFilter()
+
+
+def install_log_redaction(names: Iterable[str]) -> RedactingFilter:
+    """Scrub the records of the loggers ``names`` (and of their existing descendants)
+    with ``redact``, registered secrets included, before any handler formats them.
+
+    The filter goes on each logger, where ``Logger.handle`` applies it before every
+    handler, the application's root handlers included; a filter on a parent logger never
+    sees a child's records, hence the descendants (``httpcore.http11``,
+    ``openai._base_client``) and the handlers of these loggers (for children created
+    later). Idempotent; returns the filter.
+    """
+    prefixes = tuple(names)
+    dotted = tuple(f"{name}." for name in prefixes)
+    manager = logging.Logger.manager
+    loggers = [logging.getLogger(name) for name in prefixes]
+    loggers += [
+        logger
+        for name, logger in list(manager.loggerDict.items())
+        if name.startswith(dotted) and isinstance(logger, logging.Logger)
+    ]
+    for logger in loggers:
+        if _LOG_FILTER not in logger.filters:
+            logger.addFilter(_LOG_FILTER)
+        for handler in logger.handlers:
+            if _LOG_FILTER not in handler.filters:
+                handler.addFilter(_LOG_FILTER)
+    return _LOG_FILTER

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import threading
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -152,3 +155,96 @@ def test_redact_is_linear_on_long_text(text: str) -> None:
     started = time.perf_counter()
     tracing.redact(text)
     assert time.perf_counter() - started < 1.0
+
+
+# -- registered secrets --------------------------------------------------------------------
+
+HEX_KEY = "5f0c3a9e41b27d86c0e4f1a2b3c4d5e6"  # 32 hex digits: no key shape matches it
+
+
+def test_a_registered_secret_is_redacted_whatever_its_shape() -> None:
+    text = f"Incorrect API key provided: {HEX_KEY}"
+    tracing.register_secrets([HEX_KEY])
+    assert tracing.redact(text) == "Incorrect API key provided: [REDACTED]"
+    assert tracing.redact(f"{HEX_KEY}{HEX_KEY}") == "[REDACTED][REDACTED]"
+    tracing.register_secrets([HEX_KEY, None])  # again: a no-op
+    assert tracing.redact("ordinary text") == "ordinary text"
+
+
+def test_a_registered_secret_is_redacted_in_json_reprs_and_urls() -> None:
+    secret = 'pa"ss/w0rd\\with spaces'
+    tracing.register_secrets([secret])
+    for text in (
+        json.dumps({"auth": secret}),
+        repr({"auth": secret}),
+        f"https://h/v1?k={quote(secret, safe='')}",
+        f"https://h/v1?k={quote_plus(secret)}",
+        f"plain {secret} text",
+    ):
+        cleaned = tracing.redact(text)
+        assert "[REDACTED]" in cleaned, text
+        assert "w0rd" not in cleaned, text
+
+
+def test_short_values_are_not_registered() -> None:
+    tracing.register_secrets(["plan", "admin", "", "     "])
+    for text in ("make a plan", "admin panel", "a      b"):
+        assert tracing.redact(text) == text
+
+
+def test_registering_is_thread_safe() -> None:
+    values = [f"thread-secret-{i:04d}-{'z' * 8}" for i in range(200)]
+    barrier = threading.Barrier(4)
+
+    def register(chunk: list[str]) -> None:
+        barrier.wait()
+        for v in chunk:
+            tracing.register_secrets([v])
+            assert v not in tracing.redact(f"x {v} y")
+
+    threads = [threading.Thread(target=register, args=(values[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    text = " ".join(values)
+    assert tracing.redact(text) == " ".join(["[REDACTED]"] * len(values))
+
+
+def test_log_redaction_covers_the_logger_its_children_and_its_handlers() -> None:
+    secret = "9d8c7b6a5f4e3d2c1b0a9d8c7b6a5f4e"
+    tracing.register_secrets([secret])
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    parent = logging.getLogger("tests.redact.lib")
+    child = logging.getLogger("tests.redact.lib.http11")
+    root_stream = io.StringIO()
+    root_handler = logging.StreamHandler(root_stream)
+    logging.getLogger("tests.redact").addHandler(root_handler)
+    parent.addHandler(handler)
+    try:
+        for logger in (parent, child):
+            logger.setLevel(logging.DEBUG)
+        tracing.install_log_redaction(["tests.redact.lib"])
+        filt = tracing.install_log_redaction(["tests.redact.lib"])  # idempotent
+        assert parent.filters.count(filt) == child.filters.count(filt) == 1
+        assert handler.filters.count(filt) == 1
+        parent.debug("request options: %s", {"headers": {"X-Key": secret}})
+        child.debug("send_request_headers %r", [(b"x-key", secret)])
+        late = logging.getLogger("tests.redact.lib.late")  # created after install
+        late.setLevel(logging.DEBUG)
+        late.debug("late %s", secret)
+    finally:
+        parent.removeHandler(handler)
+        logging.getLogger("tests.redact").removeHandler(root_handler)
+    out = stream.getvalue()
+    assert out.count("[REDACTED]") == 3
+    assert secret not in out
+    # the root-side handler saw the parent's and the child's records redacted too
+    assert secret not in root_stream.getvalue().splitlines()[0]
+    assert secret not in root_stream.getvalue().splitlines()[1]
+
+
+def test_logging_filter_survives_a_bad_format_string() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d items", ("many",), None)
+    assert tracing.RedactingFilter().filter(record) is True
