@@ -1,7 +1,9 @@
-"""Exact-cache hit latency: agentflow's response cache vs. litellm's own
-``Cache(type="disk")``, on the same requests, side by side in one run.
+"""Exact-cache hit latency: agentflow's response cache vs. litellm's own cache, on the
+same requests, side by side in one run.
 
-Both caches live on local disk (diskcache) in fresh temporary directories. Each is
+Both caches are in memory: agentflow's ``cache_backend="memory"`` and litellm's
+``Cache(type="local")`` (litellm 1.110 dropped ``Cache(type="disk")``; with
+``--disk``, agentflow's diskcache store is measured against litellm's in-memory one). Each is
 warmed with the same ``--requests`` distinct prompts (one call each reaches a loopback
 server), then every prompt is asked again ``--rounds`` times, interleaving the two so
 neither always runs first. Every measured call must be a hit (the loopback server
@@ -68,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--disk", action="store_true", help="agentflow on its diskcache store")
     args = parser.parse_args()
 
     with (
@@ -81,6 +84,7 @@ def main() -> None:
         af.configure(
             zoo=af.ModelZoo(tiers=[af.Tier("specialist", endpoints=[endpoint])]),
             cache_dir=af_dir,
+            cache_backend="disk" if args.disk else "memory",
         )
 
         @af.step(kind="tool", name="answer", cache="exact")
@@ -88,7 +92,7 @@ def main() -> None:
             completion = af.complete(messages=messages(i))
             return completion.text
 
-        litellm.cache = Cache(type="disk", disk_cache_dir=ll_dir)
+        litellm.cache = Cache(type="local")
 
         def litellm_call(i: int) -> str:
             response = litellm.completion(
@@ -103,8 +107,8 @@ def main() -> None:
             return str(response.choices[0].message.content)
 
         calls = {
-            "agentflow (diskcache)": agentflow_call,
-            'litellm Cache(type="disk")': litellm_call,
+            f"agentflow ({'diskcache' if args.disk else 'memory'})": agentflow_call,
+            'litellm Cache(type="local")': litellm_call,
         }
         for fn in calls.values():  # warm: one miss per request, each reaches the server
             for i in range(args.requests):
