@@ -76,7 +76,6 @@ def main() -> None:
     with (
         LoopbackServer(name="bench") as srv,
         tempfile.TemporaryDirectory(prefix="af-cache-") as af_dir,
-        tempfile.TemporaryDirectory(prefix="litellm-cache-") as ll_dir,
     ):
         srv.default = Reply("An answer.", prompt_tokens=30, completion_tokens=4, latency=0)
         pricing = TokenPricing(input_per_mtok=1, output_per_mtok=2)
