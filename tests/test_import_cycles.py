@@ -1,13 +1,14 @@
 """No import cycles in agentflow, budgets and tracing (DESIGN.md, "Layout and dependency
 direction": inside each package the imports form a DAG).
 
-Every import statement counts: module level, inside functions and under
-``if TYPE_CHECKING:``, relative ones resolved, so a cycle cannot hide behind a lazy import.
-``from pkg import name`` is an edge to the submodule ``pkg.name`` when there is one, else to
-``pkg`` (its ``__init__``), which is also how a submodule that imports its own package's
-``__init__`` shows up. Importing ``a.b.c`` also runs the ``__init__`` of ``a`` and ``a.b``:
-those are edges too, unless they are the importer's own ancestors (already running).
-``importlib.import_module`` calls are not import statements and are not counted. A failure lists every cycle with a shortest path through it and the
+Every import statement counts: module level, inside functions and under ``if
+TYPE_CHECKING:``, relative ones resolved, so a cycle cannot hide behind a lazy import.
+``from pkg import name`` is an edge to the submodule ``pkg.name`` when there is one,
+else to ``pkg`` (its ``__init__``), which is also how a submodule that imports its own
+package's ``__init__`` shows up. Importing ``a.b.c`` also runs the ``__init__`` of ``a``
+and ``a.b``: those are edges too, unless they are the importer's own ancestors (already
+running). ``importlib.import_module`` calls are not import statements and are not
+counted. A failure lists every cycle with a shortest path through it and the
 ``file:line`` of each import on the path: remove or move one of them.
 """
 
