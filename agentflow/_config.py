@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentflow._errors import BudgetExceededError, ConfigError, NotConfiguredError
 from agentflow._policy import RetryPolicy
+from agentflow._validate import check_content_config, describe
 from agentflow._zoo import ModelZoo, read_toml
 from budgets import Budget, Ledger, LedgerBackend, MemoryBackend
 
@@ -76,8 +77,43 @@ def register_step(policy: StepPolicy) -> None:
         policy.check(cfg.zoo)
 
 
+def _path_like(where: str, value: Any, hint: str) -> Path:
+    if isinstance(value, bytes):
+        value = os.fsdecode(value)
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        raise ConfigError(
+            f"{where} must be a path (str or pathlib.Path), got {describe(value)}; {hint}"
+        )
+    return Path(value).expanduser()
+
+
+def _check_cache_backend(backend: Any) -> None:
+    if isinstance(backend, str):
+        if backend in ("disk", "memory") or backend.startswith(("redis://", "rediss://")):
+            return
+    elif callable(getattr(backend, "get", None)) and callable(getattr(backend, "set", None)):
+        return
+    raise ConfigError(
+        f"cache_backend={backend!r} is not a cache backend; use 'disk', 'memory', "
+        "a redis:// URL or an agentflow.cache store"
+    )
+
+
 def _load_toml(path: str | Path) -> tuple[ModelZoo, dict[str, Any]]:
-    section = read_toml(path)
+    p = _path_like("configure path", path, "point it at an agentflow.toml file")
+    if p.is_dir():
+        raise ConfigError(
+            f"config file {str(p)!r} is a directory; point path= at an agentflow.toml file"
+        )
+    if not p.exists():
+        raise ConfigError(
+            f"config file {str(p)!r} does not exist; fix path= (relative paths start at "
+            f"{os.getcwd()!r}) or pass zoo=af.ModelZoo(...)"
+        )
+    try:
+        section = read_toml(p)
+    except ConfigError as err:
+        raise ConfigError(f"{err}; fix the file and call af.configure again") from None
     return ModelZoo.from_dict(section), section
 
 
@@ -111,6 +147,9 @@ def configure(
     global _config
     if zoo is not None and path is not None:
         raise ConfigError("give configure() either zoo= or path=, not both")
+    check_content_config(
+        store=False
+    )  # a bad AGENTFLOW_CAPTURE_CONTENT fails here, not after a call
     base = _config or Config()
     updates: dict[str, Any] = {}
     if path is not None:
@@ -119,29 +158,52 @@ def configure(
             cache_dir = section["cache_dir"]
     if zoo is not None:
         if not isinstance(zoo, ModelZoo):
-            raise ConfigError(f"zoo must be an af.ModelZoo, got {type(zoo).__name__}")
+            raise ConfigError(
+                f"zoo must be an af.ModelZoo, got {describe(zoo)}; build one with "
+                "af.ModelZoo(tiers=[af.Tier(...)]) or pass path= to a TOML file"
+            )
         updates["zoo"] = zoo
     if cache_dir is not None:
-        updates["cache_dir"] = Path(cache_dir).expanduser()
+        updates["cache_dir"] = _path_like(
+            "cache_dir", cache_dir, "e.g. cache_dir='~/.cache/agentflow'"
+        )
     if retry is not None:
+        if not isinstance(retry, RetryPolicy):
+            raise ConfigError(
+                f"retry must be an af.RetryPolicy, got {describe(retry)}; "
+                "e.g. retry=af.RetryPolicy(max_attempts=3)"
+            )
         updates["retry"] = retry
     if tenant_budget is not None:
         if not isinstance(tenant_budget, Budget):
-            raise ConfigError("tenant_budget must be a budgets.Budget")
+            raise ConfigError(
+                f"tenant_budget must be a budgets.Budget, got {describe(tenant_budget)}; "
+                "e.g. tenant_budget=Budget(max_usd=5, window=timedelta(days=1))"
+            )
         updates["tenant_budget"] = tenant_budget
     if ledger_backend is not None:
+        if not isinstance(ledger_backend, LedgerBackend):
+            raise ConfigError(
+                f"ledger_backend must be a budgets.LedgerBackend, got "
+                f"{describe(ledger_backend)}; e.g. budgets.MemoryBackend() or "
+                "budgets.RedisBackend(url)"
+            )
         updates["ledger_backend"] = ledger_backend
     if cache_backend is not None:
+        _check_cache_backend(cache_backend)
         updates["cache_backend"] = cache_backend
     if embedder is not None:
-        if not (callable(embedder) or isinstance(embedder, str)):
-            raise ConfigError("embedder must be a zoo tier name or a function texts -> vectors")
+        if not (callable(embedder) or (isinstance(embedder, str) and embedder)):
+            raise ConfigError(
+                "embedder must be a zoo tier name or a function texts -> vectors, got "
+                f"{describe(embedder)}; pass one of those or leave it out"
+            )
         updates["embedder"] = embedder
     if router is not None:
         if not callable(getattr(router, "choose", None)):
             raise ConfigError(
-                "router must have choose(messages, *, kind, tiers) -> tier name; "
-                "see agentflow.routing.RuleRouter"
+                "router must have choose(messages, *, kind, tiers) -> tier name, got "
+                f"{describe(router)}; see agentflow.routing.RuleRouter"
             )
         updates["router"] = router
     new = replace(base, **updates)
@@ -153,7 +215,7 @@ def configure(
     with _lock:
         _config = new
     if new.zoo is not None:
-        from agentflow.pipeline.call import warm_up
+        from agentflow._litellm import warm_up
 
         warm_up()  # litellm's ~3 s import, off the first call's path
     return new

@@ -9,6 +9,8 @@
     ├── ResponseValidationError     a reply did not validate against response_format
     ├── BudgetExceededError         also a budgets.BudgetExceeded
     ├── CacheKeyError               a request part cannot be serialised into a cache key
+    │   └── MessageContentError     a message's content is neither text nor content parts
+    │                               (also a ConfigError; raised before any call)
     ├── CacheBackendError           a cache backend is down or refused (the call goes on
     │                               without the cache, with a warning)
     ├── ScorerError                 a scorer raised (only when the step says raise)
@@ -31,6 +33,7 @@ __all__ = [
     "CallError",
     "ConfigError",
     "LocalServerError",
+    "MessageContentError",
     "NotConfiguredError",
     "ResponseValidationError",
     "ScorerError",
@@ -64,7 +67,8 @@ class UnknownStepKindError(ConfigError):
         self.kind = kind
         self.valid = tuple(valid)
         super().__init__(
-            f"unknown step kind {kind!r}; valid kinds are {', '.join(map(repr, self.valid))}."
+            f"unknown step kind {kind!r}; valid kinds are {', '.join(map(repr, self.valid))}. "
+            "Use one of them, or a preset: @af.plan, @af.retrieve, @af.tool, @af.verify."
         )
 
 
@@ -116,6 +120,19 @@ class CacheKeyError(AgentflowError, TypeError):
             "dicts, a pydantic model class for response_format) or turn the cache off for "
             "this step (cache=None)."
         )
+
+
+class MessageContentError(ConfigError, CacheKeyError):
+    """A message's content is neither a str nor a list of content parts.
+
+    Raised before the request is built, so before any call or cache lookup; it is a
+    ``ConfigError`` (malformed input) and, as before this check existed, a ``CacheKeyError``
+    naming the part in ``part``.
+    """
+
+    def __init__(self, part: str, message: str) -> None:
+        self.part = part
+        Exception.__init__(self, message)
 
 
 class CacheBackendError(AgentflowError, RuntimeError):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import tracing
 from agentflow._errors import ConfigError, UnknownStepKindError, UnknownTierError
 from agentflow._scoring import check_scorer, scorer_tiers
+from agentflow._validate import check_bool, check_int, check_name, check_number, describe
 from budgets import Budget
 
 if TYPE_CHECKING:
@@ -40,15 +41,16 @@ _ON_BUDGET: tuple[str, ...] = get_args(OnBudget)
 
 
 def check_kind(kind: str) -> StepKind:
-    if kind not in STEP_KINDS:
+    if not isinstance(kind, str) or kind not in STEP_KINDS:
         raise UnknownStepKindError(kind, STEP_KINDS)
     return kind  # type: ignore[return-value]  # checked against the Literal's values above
 
 
 def check_on_budget(value: str) -> OnBudget:
-    if value not in _ON_BUDGET:
+    if not isinstance(value, str) or value not in _ON_BUDGET:
         raise ConfigError(
-            f"on_budget={value!r} is not a budget policy; use one of {', '.join(_ON_BUDGET)}"
+            f"on_budget={value!r} is not a budget policy; use one of "
+            f"{', '.join(map(repr, _ON_BUDGET))}"
         )
     return value  # type: ignore[return-value]  # checked against the Literal's values above
 
@@ -88,15 +90,19 @@ class CachePolicy:
     text: CacheText | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("exact", "semantic"):
+        if not isinstance(self.kind, str) or self.kind not in ("exact", "semantic"):
             raise ConfigError(f"cache kind {self.kind!r} is unknown; use 'exact' or 'semantic'")
-        if not isinstance(self.threshold, int | float) or not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(
-                f"cache threshold must be a cosine similarity in [0, 1], got {self.threshold!r}"
-            )
-        if self.ttl is not None and (not isinstance(self.ttl, int | float) or self.ttl <= 0):
-            raise ConfigError(f"cache ttl must be a positive number of seconds, got {self.ttl!r}")
-        if not callable(self.scope) and self.scope not in ("user", "session", "global"):
+        check_number(
+            "cache threshold",
+            self.threshold,
+            low=0.0,
+            high=1.0,
+            hint="pass the cosine similarity above which a cached answer is reused, e.g. 0.95",
+        )
+        check_ttl(self.ttl)
+        if not callable(self.scope) and (
+            not isinstance(self.scope, str) or self.scope not in ("user", "session", "global")
+        ):
             raise ConfigError(
                 f"cache scope {self.scope!r} is unknown; use 'user', 'session', 'global' or a "
                 "function run -> partition name"
@@ -105,10 +111,27 @@ class CachePolicy:
             callable(self.embedder) or (isinstance(self.embedder, str) and self.embedder)
         ):
             raise ConfigError(
-                "embedder must be a zoo tier name or a function list[str] -> list[vector]"
+                "embedder must be a zoo tier name or a function list[str] -> list[vector], "
+                f"got {describe(self.embedder)}; pass one of those or leave it out"
             )
         if self.text is not None and not callable(self.text):
-            raise ConfigError("text must be a function messages -> str")
+            raise ConfigError(
+                f"text must be a function messages -> str, got {describe(self.text)}; pass "
+                "one, or leave it out to embed the last user message"
+            )
+        check_bool("cache allow_tool_calls", self.allow_tool_calls)
+        check_bool("cache allow_sampled", self.allow_sampled)
+
+
+def check_ttl(ttl: Any) -> None:
+    if ttl is not None:
+        check_number(
+            "cache ttl",
+            ttl,
+            low=0,
+            low_open=True,
+            hint="seconds an answer stays valid; use None to keep it until evicted",
+        )
 
 
 _CACHE_HELP = (
@@ -123,7 +146,7 @@ def coerce_cache(cache: str | CachePolicy | bool | None) -> CachePolicy | None:
         return None
     if isinstance(cache, CachePolicy):
         return cache
-    if cache in ("exact", "semantic"):
+    if cache == "exact" or cache == "semantic":
         return CachePolicy(kind=cache)
     raise ConfigError(f"cache={cache!r} is not a cache policy; {_CACHE_HELP}")
 
@@ -142,17 +165,19 @@ def cache_control(step_policy: CachePolicy | None, value: Any) -> CacheControl:
     """Combine the step's policy with a per-call ``cache=`` argument."""
     if value is None:
         return CacheControl(step_policy)
-    if value is False or value == "bypass":
+    if value is False or (isinstance(value, str) and value == "bypass"):
         return CacheControl(step_policy, read=False, write=False)
-    if value == "refresh":
+    if isinstance(value, str) and value == "refresh":
         return CacheControl(step_policy, read=False)
     if isinstance(value, dict):
         unknown = set(value) - {"no-cache", "no-store", "ttl", "s-maxage"}
         if unknown:
-            raise ConfigError(f"unknown cache option(s) {sorted(unknown)}; {_CACHE_HELP}")
+            raise ConfigError(f"unknown cache option(s) {sorted(map(str, unknown))}; {_CACHE_HELP}")
+        for switch in ("no-cache", "no-store"):
+            if switch in value:
+                check_bool(f"cache[{switch!r}]", value[switch])
         ttl = value.get("ttl")
-        if ttl is not None and (not isinstance(ttl, int | float) or ttl <= 0):
-            raise ConfigError(f"cache ttl must be a positive number of seconds, got {ttl!r}")
+        check_ttl(ttl)
         return CacheControl(
             step_policy,
             read=not value.get("no-cache", False),
@@ -194,15 +219,30 @@ class Escalate:
         ):
             raise ConfigError(
                 f"min_confidence must be in [0, 1], got {self.min_confidence!r}; "
-                "it is compared with a probability-like score"
+                "it is compared with a probability-like score: pass e.g. 0.8"
             )
         check_scorer(self.scorer)
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise ConfigError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        check_name(
+            "escalate up_to",
+            self.up_to,
+            hint="name the strongest zoo tier to climb to, or leave it out for the top tier",
+        )
+        if self.max_attempts is not None:
+            check_int(
+                "escalate max_attempts",
+                self.max_attempts,
+                hint="it caps the tiers tried; leave it out for no cap",
+            )
         if self.on_unconfident not in ("return", "raise"):
-            raise ConfigError("on_unconfident must be 'return' or 'raise'")
+            raise ConfigError(
+                f"on_unconfident must be 'return' or 'raise', got "
+                f"{describe(self.on_unconfident)}; use one of those two"
+            )
         if self.on_scorer_error not in ("unconfident", "raise"):
-            raise ConfigError("on_scorer_error must be 'unconfident' or 'raise'")
+            raise ConfigError(
+                "on_scorer_error must be 'unconfident' or 'raise', got "
+                f"{describe(self.on_scorer_error)}; use one of those two"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,12 +261,30 @@ class RetryPolicy:
     max_retry_after: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigError(f"max_attempts must be at least 1, got {self.max_attempts}")
-        if self.initial_backoff < 0 or self.max_backoff < self.initial_backoff:
-            raise ConfigError("need 0 <= initial_backoff <= max_backoff")
-        if self.max_time <= 0:
-            raise ConfigError(f"max_time must be positive, got {self.max_time}")
+        check_int("retry max_attempts", self.max_attempts, hint="pass e.g. 3 (1 means no retries)")
+        check_number(
+            "retry initial_backoff", self.initial_backoff, low=0, hint="pass seconds, e.g. 0.5"
+        )
+        check_number("retry max_backoff", self.max_backoff, low=0, hint="pass seconds, e.g. 8")
+        if self.max_backoff < self.initial_backoff:
+            raise ConfigError(
+                f"retry needs initial_backoff <= max_backoff, got {self.initial_backoff} > "
+                f"{self.max_backoff}; pass a max_backoff of at least initial_backoff"
+            )
+        check_number(
+            "retry max_time",
+            self.max_time,
+            low=0,
+            low_open=True,
+            hint="pass the seconds one call may take with all its retries, e.g. 120 (a "
+            "large value, not nan or inf, for a generous limit)",
+        )
+        check_number(
+            "retry max_retry_after",
+            self.max_retry_after,
+            low=0,
+            hint="pass the longest Retry-After (seconds) to wait before failing over, e.g. 30",
+        )
 
 
 @dataclass(eq=False)

@@ -22,12 +22,12 @@ from agentflow._context import (
     current_run,
     totals_attributes,
 )
-from agentflow._errors import BudgetExceededError
+from agentflow._errors import BudgetExceededError, ConfigError
 from agentflow._report import render_report
+from agentflow._validate import check_name, describe
 from budgets import Budget, Cost, Ledger, Usage
 
 __all__ = ["Run", "StepSummary", "run"]
-
 
 
 class Run:
@@ -48,6 +48,7 @@ class Run:
         tags: Sequence[str] | None = None,
         ledger: Ledger | None = None,
     ) -> None:
+        _check_run_args(name, budget, user_id, session_id, metadata, tags)
         self.name = name
         self.budget = budget
         self.user_id = user_id
@@ -161,6 +162,41 @@ class Run:
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+def _check_run_args(
+    name: Any, budget: Any, user_id: Any, session_id: Any, metadata: Any, tags: Any
+) -> None:
+    """Fail at ``af.run(...)``, before the run starts, on an argument of the wrong shape."""
+    check_name("run name", name, optional=False, hint="e.g. af.run('research')")
+    if budget is not None and not isinstance(budget, Budget):
+        raise ConfigError(
+            f"run budget must be a budgets.Budget, got {describe(budget)}; "
+            "e.g. budget=Budget(max_usd=0.02)"
+        )
+    check_name("run user_id", user_id, hint="pass the tenant's id as a str, or leave it out")
+    check_name("run session_id", session_id)
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise ConfigError(
+                f"run metadata must be a dict of str keys, got {describe(metadata)}; "
+                "e.g. metadata={'team': 'search'}"
+            )
+        for key in metadata:
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"run metadata keys must be str, got {describe(key)}; use str keys"
+                )
+    if tags is not None:
+        if isinstance(tags, str | bytes) or not isinstance(tags, Sequence):
+            raise ConfigError(
+                f"run tags must be a list of str, got {describe(tags)}; e.g. tags=['nightly']"
+            )
+        for tag in tags:
+            if not isinstance(tag, str):
+                raise ConfigError(
+                    f"run tags must be a list of str, got {describe(tag)} in it; pass str tags"
+                )
 
 
 def budget_limits(budget: Budget | None) -> dict[str, Any]:

@@ -30,13 +30,13 @@ from agentflow._policy import (
     check_on_budget,
     coerce_cache,
 )
+from agentflow._validate import check_bool, check_name, describe
 from budgets import Budget, Ledger
 
 __all__ = ["AUTO", "StepPolicy", "plan", "retrieve", "step", "tool", "verify"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
 
 
 def _enter(policy: StepPolicy) -> tuple[StepFrame, Token[StepFrame | None], object]:
@@ -221,17 +221,28 @@ def _make_policy(
     on_budget: str,
     router: Any = None,
 ) -> StepPolicy:
+    check_name("step name", name, hint="leave it out to use the function's __name__")
     if budget is not None and not isinstance(budget, Budget):
-        raise ConfigError(f"budget must be a budgets.Budget, got {type(budget).__name__}")
+        raise ConfigError(
+            f"budget must be a budgets.Budget, got {describe(budget)}; "
+            "e.g. budget=Budget(max_output_tokens=256)"
+        )
     if escalate is not None and not isinstance(escalate, Escalate):
-        raise ConfigError(f"escalate must be an af.Escalate, got {type(escalate).__name__}")
+        raise ConfigError(
+            f"escalate must be an af.Escalate, got {describe(escalate)}; "
+            "e.g. escalate=af.Escalate(min_confidence=0.8)"
+        )
     if tier is not None and (not isinstance(tier, str) or not tier):
-        raise ConfigError(f"tier must be a tier name or 'auto', got {tier!r}")
+        raise ConfigError(
+            f"tier must be a tier name or 'auto', got {tier!r}; "
+            "use a name of the zoo or leave it out for the zoo's default"
+        )
+    check_bool("prefix_cache", prefix_cache)
     if router is not None:
         if not callable(getattr(router, "choose", None)):
             raise ConfigError(
-                "router must have choose(messages, *, kind, tiers) -> tier name; "
-                "see agentflow.routing.RuleRouter"
+                "router must have choose(messages, *, kind, tiers) -> tier name, got "
+                f"{describe(router)}; see agentflow.routing.RuleRouter"
             )
         if tier not in (None, AUTO):
             raise ConfigError(f"router= picks the tier, so use tier='auto' (got tier={tier!r})")
@@ -295,6 +306,11 @@ def step(
     """
 
     def decorate(f: Callable[P, R]) -> Callable[P, R]:
+        if not callable(f):
+            raise ConfigError(
+                f"a step decorates a function, got {describe(f)}; pass options by keyword, "
+                "e.g. @af.step(kind='planning', tier='workhorse')"
+            )
         policy = _make_policy(
             f,
             kind=kind,

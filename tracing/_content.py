@@ -32,6 +32,7 @@ from tracing._conventions import (
     SpanAttributes,
     ToolCallAttributes,
 )
+from tracing._errors import ContentConfigError
 from tracing._redact import redact, redact_mapping
 
 __all__ = [
@@ -63,7 +64,10 @@ def _env_bool(name: str) -> bool | None:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"{name}={raw!r} is not a boolean: set it to 'true' or 'false'.")
+    raise ContentConfigError(
+        f"{name}={raw!r} is not a boolean: expected one of "
+        f"{', '.join(sorted(_TRUE | _FALSE))}; set it to 'true' or 'false', or unset it."
+    )
 
 
 def _env_int(name: str) -> int | None:
@@ -71,9 +75,14 @@ def _env_int(name: str) -> int | None:
     if raw is None or not raw.strip():
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer: set it to e.g. 8192.") from None
+        value = 0
+    if value < 1:
+        raise ContentConfigError(
+            f"{name}={raw!r} is not a positive integer: set it to e.g. 8192, or unset it."
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -93,8 +102,22 @@ class ContentConfig:
     max_chars: int = DEFAULT_MAX_CHARS
 
     def __post_init__(self) -> None:
-        if self.max_chars < 1:
-            raise ValueError(f"max_chars must be at least 1, got {self.max_chars}.")
+        for field in ("capture_content", "hide_inputs", "hide_outputs"):
+            value = getattr(self, field)
+            if not isinstance(value, bool):
+                raise ContentConfigError(
+                    f"{field} must be True or False, got {type(value).__name__} {value!r}; "
+                    "pass a bool, or None to read the environment."
+                )
+        if (
+            isinstance(self.max_chars, bool)
+            or not isinstance(self.max_chars, int)
+            or self.max_chars < 1
+        ):
+            raise ContentConfigError(
+                f"max_chars must be an int of at least 1, got {self.max_chars!r}; pass how "
+                "many characters of each text go on a span, e.g. 8192."
+            )
 
     @classmethod
     def from_env(
