@@ -11,10 +11,11 @@ cache a call outside a cached step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
 from agentflow._completion import Completion, Embedding
+from agentflow._errors import ConfigError
 from agentflow.pipeline import (
     arun_plan,
     build_embedding_request,
@@ -53,7 +54,7 @@ def complete(
     **params: Any,
 ) -> Completion | CompletionStream:
     """A chat completion through the pipeline; ``stream=True`` gives a chunk iterator."""
-    if stream:
+    if _stream_flag(stream):
         request = build_request(messages, params, tier, operation="chat_stream")
         return CompletionStream(StreamState(*run_plan(plan_stream(request))))
     return run_plan(plan_completion(build_request(messages, params, tier)))
@@ -83,14 +84,30 @@ async def acomplete(
     **params: Any,
 ) -> Completion | AsyncCompletionStream:
     """The async twin of ``complete``."""
-    if stream:
+    if _stream_flag(stream):
         request = build_request(messages, params, tier, operation="chat_stream")
         return AsyncCompletionStream(StreamState(*await arun_plan(plan_stream(request))))
     return await arun_plan(plan_completion(build_request(messages, params, tier)))
 
 
 def _texts(input: str | Sequence[str]) -> list[str]:
-    return [input] if isinstance(input, str) else list(input)
+    if isinstance(input, str):
+        return [input]
+    if isinstance(input, Mapping) or not isinstance(input, Sequence):
+        raise ConfigError(
+            "af.embed takes a str or a non-empty list of str, got "
+            f"{type(input).__name__} {input!r:.80}; pass the text(s) to embed"
+        )
+    return list(input)
+
+
+def _stream_flag(stream: object) -> bool:
+    if not isinstance(stream, bool):
+        raise ConfigError(
+            f"stream must be True or False, got {type(stream).__name__} {stream!r:.40}; "
+            "pass stream=True for a chunk iterator, or leave it out"
+        )
+    return stream
 
 
 def embed(input: str | Sequence[str], *, tier: str | None = None, **params: Any) -> Embedding:

@@ -103,12 +103,43 @@ def _shown(loc: tuple[int | str, ...], value: Any) -> str:
     return repr(value)
 
 
+_HINTS = {
+    "name": "give it a non-empty str name, e.g. 'workhorse'",
+    "fallback": "name another tier of the zoo (a str), or leave fallback out",
+    "model": "give a litellm model string, e.g. 'openai/smollm2-135m'",
+    "api_base": "give the server's URL as a str, e.g. 'http://127.0.0.1:8081/v1'",
+    "timeout": "give a positive number of seconds",
+    "pricing": "give a budgets.TokenPricing(...) or budgets.GpuHourPricing(...)",
+    "default_tier": "name one of the zoo's tiers",
+}
+
+
 def _format_validation_error(what: str, err: ValidationError) -> str:
     problems = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or what
-        problems.append(f"{loc}: {e['msg']} (got {_shown(e['loc'], e.get('input'))})")
+        hint = _HINTS.get(str(e["loc"][0])) if e["loc"] else None
+        problems.append(
+            f"{loc}: {e['msg']} (got {_shown(e['loc'], e.get('input'))})"
+            + (f"; {hint}" if hint else "")
+        )
     return tracing.redact(f"invalid {what}: " + "; ".join(problems))
+
+
+def _items(value: Any, what: str, kind: type, example: str) -> list[Any]:
+    """``value`` as a list of ``kind`` objects or mappings, else a ConfigError."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
+        raise ConfigError(
+            f"{what} must be a list of {kind.__name__} (or mappings of their fields), got "
+            f"{type(value).__name__} {value!r:.80}; write e.g. {example}"
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, kind | Mapping):
+            raise ConfigError(
+                f"{what}[{i}] must be an {kind.__name__} or a mapping of its fields, got "
+                f"{type(item).__name__} {item!r:.80}; write e.g. {example}"
+            )
+    return list(value)
 
 
 class _Model(BaseModel):
@@ -252,8 +283,10 @@ class Tier(_Model):
         if name is not None:
             data["name"] = name
         if endpoints is not None:
+            example = "endpoints=[af.Endpoint(model=...)]"
             data["endpoints"] = [
-                e if isinstance(e, Endpoint) else Endpoint(**dict(e)) for e in endpoints
+                e if isinstance(e, Endpoint) else Endpoint(**dict(e))
+                for e in _items(endpoints, "endpoints", Endpoint, example)
             ]
         if not data.get("endpoints"):
             raise ConfigError(
@@ -275,7 +308,11 @@ class ModelZoo(_Model):
         self, tiers: Sequence[Tier | Mapping[str, Any]] | None = None, **data: Any
     ) -> None:
         if tiers is not None:
-            data["tiers"] = [t if isinstance(t, Tier) else Tier(**dict(t)) for t in tiers]
+            example = "tiers=[af.Tier('workhorse', endpoints=[...])]"
+            data["tiers"] = [
+                t if isinstance(t, Tier) else Tier(**dict(t))
+                for t in _items(tiers, "tiers", Tier, example)
+            ]
         if not data.get("tiers"):
             raise ConfigError(
                 "the model zoo is empty; give it at least one tier: "
@@ -297,7 +334,10 @@ class ModelZoo(_Model):
         for t in self.tiers:
             if t.fallback is not None:
                 if t.fallback == t.name:
-                    raise ConfigError(f"tier {t.name!r} names itself as fallback")
+                    raise ConfigError(
+                        f"tier {t.name!r} names itself as fallback; name another tier or "
+                        "leave fallback out"
+                    )
                 if t.fallback not in names:
                     raise UnknownTierError(t.fallback, names, where=f"fallback of tier {t.name!r}")
         if self.default_tier is not None and self.default_tier not in names:

@@ -52,6 +52,16 @@ class Budget(BaseModel):
     max_calls: int | None = None
     window: timedelta | None = None
 
+    @field_validator("max_usd", "max_input_tokens", "max_output_tokens", "max_calls", mode="before")
+    @classmethod
+    def _not_bool(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool):  # pydantic would take True as 1
+            raise ValueError(
+                f"{info.field_name} must be a number, got {value!r}; give the limit, or "
+                "leave it unset (None) for no limit"
+            )
+        return value
+
     @field_validator("max_usd", mode="before")
     @classmethod
     def _usd_from_float(cls, value: Any) -> Any:

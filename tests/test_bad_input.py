@@ -8,8 +8,8 @@ alone, or pydantic's ``ValidationError`` where the public type is a pydantic mod
 a piece of its message. Every case runs with a two-tier zoo on a real loopback server,
 which must not have received a single model request when the case is over.
 
-Cases marked xfail(strict) are failures in files owned elsewhere (``agentflow/_zoo.py``,
-``agentflow/_api.py``, ``budgets/``); each reason says what happens today.
+A case that cannot pass yet is marked ``xfail(strict=True)`` with the reason (today: none),
+so it flips to a failure the day it is fixed and the mark is forgotten.
 """
 
 from __future__ import annotations
@@ -423,16 +423,7 @@ CASES: list[Any] = [
     case("stream-no-role", stream([{"content": "hi"}]), CE, "has no 'role'"),
     case("stream-max-tokens-neg", stream(max_tokens=-1), CE, "must be a positive int"),
     case("stream-cache", stream(cache="exact"), CE, "cache= applies to af.complete without"),
-    case(
-        "complete-stream-str",
-        complete(stream="no"),
-        CE,
-        "stream must be True or False",
-        xfail(
-            "agentflow/_api.py: complete() takes any truthy stream= as True and streams "
-            "(the call is paid); check it is a bool before build_request"
-        ),
-    ),
+    case("complete-stream-str", complete(stream="no"), CE, "stream must be True or False"),
     case("acomplete-messages-none", acomplete(None), CE, "needs messages="),
     case("acomplete-messages-str", acomplete("hello"), CE, "must be a list of chat messages"),
     case("acomplete-no-role", acomplete([{"content": "hi"}]), CE, "has no 'role'"),
@@ -449,30 +440,9 @@ CASES: list[Any] = [
     case("embed-tier-int", embed("x", tier=3), CE, "tier must be a non-empty str"),
     case("embed-cache", embed("x", cache="exact"), CE, "cache= applies to af.complete"),
     case("aembed-ints", aembed([1]), CE, "input[0] must be a str"),
-    case(
-        "embed-none",
-        embed(None),
-        CE,
-        "non-empty list of str",
-        xfail("agentflow/_api.py: _texts(None) raises a raw TypeError (list(None))"),
-    ),
-    case(
-        "embed-int",
-        embed(5),
-        CE,
-        "non-empty list of str",
-        xfail("agentflow/_api.py: _texts(5) raises a raw TypeError (list(5))"),
-    ),
-    case(
-        "embed-dict",
-        embed({"text": "hi"}),
-        CE,
-        "non-empty list of str",
-        xfail(
-            "agentflow/_api.py: _texts(dict) silently embeds the dict's keys; accept only "
-            "str or a sequence of str"
-        ),
-    ),
+    case("embed-none", embed(None), CE, "non-empty list of str"),
+    case("embed-int", embed(5), CE, "non-empty list of str"),
+    case("embed-dict", embed({"text": "hi"}), CE, "non-empty list of str"),
     # --- af.step and its presets --------------------------------------------------------
     case("step-kind-unknown", step(kind="thinking"), af.UnknownStepKindError, "valid kinds"),
     case("step-kind-int", step(kind=5), af.UnknownStepKindError, "unknown step kind 5"),
@@ -656,48 +626,12 @@ CASES: list[Any] = [
     case("endpoint-pricing-str", lambda: _ep(pricing="cheap"), CE, "invalid Endpoint: pricing"),
     case("endpoint-api-base-int", lambda: _ep(api_base=5), CE, "invalid Endpoint: api_base"),
     case("tier-no-endpoints", lambda: af.Tier("t", endpoints=[]), CE, "has no endpoints"),
-    case(
-        "tier-name-int",
-        lambda: af.Tier(5, endpoints=[_ep()]),
-        CE,
-        "invalid Tier: name",
-        xfail(ZOO_HINT),
-    ),
-    case(
-        "tier-name-empty",
-        lambda: af.Tier("", endpoints=[_ep()]),
-        CE,
-        "invalid Tier: name",
-        xfail(ZOO_HINT),
-    ),
-    case(
-        "tier-fallback-int",
-        lambda: _tier(fallback=5),
-        CE,
-        "invalid Tier: fallback",
-        xfail(ZOO_HINT),
-    ),
+    case("tier-name-int", lambda: af.Tier(5, endpoints=[_ep()]), CE, "invalid Tier: name"),
+    case("tier-name-empty", lambda: af.Tier("", endpoints=[_ep()]), CE, "invalid Tier: name"),
+    case("tier-fallback-int", lambda: _tier(fallback=5), CE, "invalid Tier: fallback"),
     case("tier-endpoint-dict-no-model", lambda: af.Tier("t", endpoints=[{}]), CE, "needs a model"),
-    case(
-        "tier-endpoints-str",
-        lambda: af.Tier("t", endpoints="abc"),
-        CE,
-        "endpoints",
-        xfail(
-            "agentflow/_zoo.py Tier.__init__ iterates the str and calls dict('a'): raw "
-            "ValueError; reject a non-list endpoints= with ConfigError"
-        ),
-    ),
-    case(
-        "tier-endpoint-int",
-        lambda: af.Tier("t", endpoints=[5]),
-        CE,
-        "endpoints",
-        xfail(
-            "agentflow/_zoo.py Tier.__init__ calls dict(5): raw TypeError; accept only "
-            "af.Endpoint or a mapping"
-        ),
-    ),
+    case("tier-endpoints-str", lambda: af.Tier("t", endpoints="abc"), CE, "endpoints"),
+    case("tier-endpoint-int", lambda: af.Tier("t", endpoints=[5]), CE, "endpoints"),
     case("zoo-empty", lambda: af.ModelZoo(tiers=[]), CE, "the model zoo is empty"),
     case("zoo-duplicate", lambda: af.ModelZoo(tiers=[_tier(), _tier()]), CE, "duplicate tier"),
     case("zoo-auto-tier", lambda: af.ModelZoo(tiers=[_tier("auto")]), CE, "cannot be named"),
@@ -712,10 +646,6 @@ CASES: list[Any] = [
         lambda: af.ModelZoo(tiers=[_tier(fallback="t")]),
         CE,
         "names itself as fallback",
-        xfail(
-            "agentflow/_zoo.py: 'tier 't' names itself as fallback' says nothing about what "
-            "to do; add 'name another tier or leave fallback out'"
-        ),
     ),
     case(
         "zoo-default-unknown",
@@ -723,23 +653,8 @@ CASES: list[Any] = [
         af.UnknownTierError,
         "default_tier",
     ),
-    case(
-        "zoo-tiers-str",
-        lambda: af.ModelZoo(tiers="abc"),
-        CE,
-        "tiers",
-        xfail(
-            "agentflow/_zoo.py ModelZoo.__init__ iterates the str and calls dict('a'): raw "
-            "ValueError; reject a non-list tiers= with ConfigError"
-        ),
-    ),
-    case(
-        "zoo-tier-int",
-        lambda: af.ModelZoo(tiers=[5]),
-        CE,
-        "tiers",
-        xfail("agentflow/_zoo.py ModelZoo.__init__ calls dict(5): raw TypeError"),
-    ),
+    case("zoo-tiers-str", lambda: af.ModelZoo(tiers="abc"), CE, "tiers"),
+    case("zoo-tier-int", lambda: af.ModelZoo(tiers=[5]), CE, "tiers"),
     # --- budgets.Budget (pydantic: ValidationError) -------------------------------------
     case("budget-usd-neg", lambda: Budget(max_usd=-1), VE, "max_usd must be greater than 0"),
     case("budget-usd-0", lambda: Budget(max_usd=0), VE, "max_usd must be greater than 0"),
@@ -754,13 +669,7 @@ CASES: list[Any] = [
     case("budget-window-0", lambda: Budget(window=timedelta(0)), VE, "window"),
     case("budget-window-neg", lambda: Budget(window=timedelta(seconds=-1)), VE, "window"),
     case("budget-unknown-field", lambda: Budget(max_dollars=1), VE, "max_dollars"),
-    case(
-        "budget-calls-bool",
-        lambda: Budget(max_calls=True),
-        VE,
-        "max_calls",
-        xfail("budgets/_budget.py: pydantic's lax int takes True as max_calls=1; use strict"),
-    ),
+    case("budget-calls-bool", lambda: Budget(max_calls=True), VE, "max_calls"),
     # --- the span-content environment, before any call is paid -------------------------
     case(
         "env-capture-maybe-configure",
