@@ -27,7 +27,10 @@ from agentflow._report import render_report
 from agentflow._validate import check_name, describe
 from budgets import Budget, Cost, Ledger, Usage
 
-__all__ = ["Run", "StepSummary", "run"]
+__all__ = ["NO_STEP", "Run", "StepSummary", "run"]
+
+NO_STEP = "(no step)"
+"""The ``run.steps`` entry (and report row) of calls made outside any step."""
 
 
 class Run:
@@ -95,11 +98,13 @@ class Run:
             self.attempts.append(attempt)
             if frame is not None:
                 summary = self.steps[frame.policy.name]
-                summary.totals.add(attempt.usage, attempt.cost, **kwargs)
-                tier = summary.tiers.get(attempt.tier)
-                if tier is None:
-                    tier = summary.tiers[attempt.tier] = Totals()
-                tier.add(attempt.usage, attempt.cost, **kwargs)
+            else:  # a call outside any step still has its row: rows add up to the totals
+                summary = self.steps.setdefault(NO_STEP, StepSummary(NO_STEP, "-"))
+            summary.totals.add(attempt.usage, attempt.cost, **kwargs)
+            tier = summary.tiers.get(attempt.tier)
+            if tier is None:
+                tier = summary.tiers[attempt.tier] = Totals()
+            tier.add(attempt.usage, attempt.cost, **kwargs)
         self.totals.add(attempt.usage, attempt.cost, **kwargs)
 
     @property

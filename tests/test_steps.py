@@ -466,3 +466,17 @@ def test_a_run_cannot_be_entered_twice() -> None:
     r = af.run("once")
     with r, pytest.raises(RuntimeError, match="already active"), r:
         pass
+
+
+def test_calls_outside_any_step_have_a_report_row(zoo: af.ModelZoo) -> None:
+    @af.step(tier="small")
+    def inside() -> af.Completion:
+        return af.complete([{"role": "user", "content": "in a step"}])
+
+    with af.run("rows") as run:
+        inside()
+        af.complete([{"role": "user", "content": "outside any step"}])
+    assert set(run.steps) == {"inside", "(no step)"}
+    assert run.steps["(no step)"].calls == 1
+    assert sum((s.cost for s in run.steps.values()), Cost()) == run.cost  # rows add up
+    assert "(no step)" in run.report()
