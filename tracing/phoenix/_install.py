@@ -3,12 +3,14 @@
 Phoenix pins many heavy packages that conflict with an application's, so it never goes
 into the application's environment: ``ensure_phoenix()`` keeps it in
 ``${AGENTFLOW_HOME:-~/.cache/agentflow}/phoenix-venv`` and returns its ``phoenix``
-executable. ``PHOENIX_BIN`` names an existing executable instead.
+executable. ``PHOENIX_BIN`` names an existing executable instead. From a source checkout,
+the versions come from ``requirements/phoenix.txt`` (written by ``make lock``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
@@ -22,6 +24,8 @@ __all__ = ["DEFAULT_SPEC", "agentflow_home", "ensure_phoenix", "phoenix_venv"]
 
 DEFAULT_SPEC: Final = "arize-phoenix"
 _MARKER: Final = ".agentflow-phoenix"  # holds the spec installed, written when it worked
+# Phoenix's lock in a source checkout (absent from an installed wheel).
+_CONSTRAINTS: Final = Path(__file__).resolve().parents[2] / "requirements" / "phoenix.txt"
 _BIN: Final = "Scripts" if os.name == "nt" else "bin"
 _EXE: Final = ".exe" if os.name == "nt" else ""
 
@@ -51,6 +55,11 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def constraints_file() -> Path | None:
+    """``requirements/phoenix.txt`` of the source checkout this runs from, if any."""
+    return _CONSTRAINTS if _CONSTRAINTS.is_file() else None
 
 
 def _tail(text: str, lines: int = 30) -> str:
@@ -94,10 +103,16 @@ def ensure_phoenix(*, spec: str | None = None, timeout: float = 1800.0) -> Path:
     exe = venv / _BIN / f"phoenix{_EXE}"
     python = venv / _BIN / f"python{_EXE}"
     marker = venv / _MARKER
+    constraints = constraints_file()
+    # The marker names the lock too: a refreshed lock reinstalls into the same venv.
+    installed = spec
+    if constraints is not None:
+        digest = hashlib.sha256(constraints.read_bytes()).hexdigest()[:16]
+        installed = f"{spec} -c phoenix.txt@{digest}"
 
     def ready() -> bool:
         try:
-            return exe.is_file() and marker.read_text().strip() == spec
+            return exe.is_file() and marker.read_text().strip() == installed
         except OSError:
             return False
 
@@ -109,6 +124,8 @@ def ensure_phoenix(*, spec: str | None = None, timeout: float = 1800.0) -> Path:
         if not python.is_file():
             _run([sys.executable, "-m", "venv", str(venv)], "creating Phoenix's venv", 300)
         pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        if constraints is not None:
+            pip.extend(["-c", str(constraints)])
         # The pip bundled with venv is old, and its resolver is minutes slower on Phoenix.
         _run([*pip, "--upgrade", "pip"], f"upgrading pip in {venv}", 300)
         _run(
@@ -120,5 +137,5 @@ def ensure_phoenix(*, spec: str | None = None, timeout: float = 1800.0) -> Path:
             raise PhoenixError(
                 f"installing {spec} into {venv} left no {exe}. Delete {venv} and retry."
             )
-        marker.write_text(spec + "\n")
+        marker.write_text(installed + "\n")
     return exe
