@@ -145,7 +145,10 @@ def test_outside_langgraph_and_inside_a_decorated_step_there_is_no_node_step(
         out = app.invoke({"messages": [("user", "plan it")]})
 
     assert out["messages"][-1].content == "planned"
-    assert set(run.steps) == {"planner"}  # the decorated step's name, no double step
+    # the decorated step's name, no "agent" node step; the call made outside LangGraph and
+    # outside any step is the run's "(no step)" row
+    assert set(run.steps) == {"planner", "(no step)"}
+    assert run.steps["(no step)"].calls == 1
     assert run.steps["planner"].calls == 1
     assert [r.body["model"] for r in _chats(srv)] == ["small-model", "small-model"]
     names = [s.name for s in spans.get_finished_spans()]
