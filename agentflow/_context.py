@@ -96,7 +96,7 @@ class Totals:
 class StepFrame:
     """One invocation of a decorated step: its policy, span, totals and budget ledger."""
 
-    __slots__ = ("ledger", "parent", "policy", "run", "span", "totals")
+    __slots__ = ("_totals", "ledger", "parent", "policy", "run", "span")
 
     def __init__(
         self,
@@ -111,7 +111,20 @@ class StepFrame:
         self.run = run
         self.span = span
         self.ledger = ledger
-        self.totals = Totals()
+        self._totals: Totals | None = None  # made on the first call: most steps make none
+
+    @property
+    def totals(self) -> Totals:
+        """The calls, tokens and cost of this invocation so far."""
+        totals = self._totals
+        if totals is None:
+            totals = self._totals = Totals()
+        return totals
+
+    @property
+    def called(self) -> bool:
+        """Whether any call has been accounted to this invocation."""
+        return self._totals is not None and self._totals.calls > 0
 
     def chain(self) -> list[StepFrame]:
         """This frame and its ancestors, innermost first."""

@@ -303,7 +303,7 @@ class StepPolicy:
 
     def __post_init__(self) -> None:
         self.attributes = tracing.step_attributes(
-            name=self.name, kind=self.kind, tier=self.tier or ""
+            name=self.name, kind=self.kind, tier=self.tier
         )
 
     def check(self, zoo: ModelZoo) -> None:

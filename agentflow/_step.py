@@ -65,7 +65,7 @@ def _deactivate(tokens: tuple[Token[StepFrame | None], object]) -> None:
 
 def _finish(frame: StepFrame, exc: BaseException | None) -> None:
     span = frame.span
-    if frame.totals.calls:
+    if frame.called:
         span.set_attributes(totals_attributes(frame.totals))
     if exc is not None:
         tracing.record_error(span, exc)
