@@ -109,6 +109,14 @@ _lock = threading.Lock()
 _stores: dict[int, tuple[Config, ExactCache, SemanticCache | None]] = {}
 
 
+def _known_stores(cfg: Config, semantic: bool) -> tuple[ExactCache, SemanticCache | None] | None:
+    """The stores already open for ``cfg``, or None (opening them may do I/O)."""
+    known = _stores.get(id(cfg))
+    if known is not None and known[0] is cfg and (known[2] is not None or not semantic):
+        return known[1], known[2]
+    return None
+
+
 def _open_stores(cfg: Config, semantic: bool) -> tuple[ExactCache, SemanticCache | None]:
     from agentflow.cache import DiskStore, ExactCache, MemoryStore, RedisStore, SemanticCache
 
@@ -161,7 +169,7 @@ class CacheStage:
     """The cache stage of one call: look up before the call, store after it."""
 
     def __init__(self, request: Request, control: CacheControl, policy: CachePolicy) -> None:
-        from agentflow.cache import MemoryStore, partition_key, request_key
+        from agentflow.cache import partition_key, request_key
 
         self.request = request
         self.control = control
@@ -188,8 +196,8 @@ class CacheStage:
         )
         self.text = cache_text(policy, request.messages) if self.semantic else None
         self.vector: list[float] | None = None
-        self.exact, self.sem = _open_stores(get_config(), self.semantic)
-        self.blocking = not isinstance(self.exact.store, MemoryStore)
+        self.config = get_config()
+        self.stores = _known_stores(self.config, self.semantic)  # None: open them first
 
     @classmethod
     def open(cls, request: Request) -> CacheStage | None:
@@ -207,8 +215,33 @@ class CacheStage:
             return None
         return cls(request, control, policy)
 
+    @property
+    def exact(self) -> ExactCache:
+        assert self.stores is not None, "open() the stores first"
+        return self.stores[0]
+
+    @property
+    def sem(self) -> SemanticCache | None:
+        assert self.stores is not None, "open() the stores first"
+        return self.stores[1]
+
+    @property
+    def blocking(self) -> bool:
+        """Whether the exact store does I/O (disk, Redis): in memory it runs inline."""
+        from agentflow.cache import MemoryStore
+
+        return not isinstance(self.exact.store, MemoryStore)
+
+    def _opened(self) -> Generator[Effect, Any, None]:
+        """Open the stores (a cache directory, a Redis connection) off the event loop,
+        once per configuration."""
+        if self.stores is None:
+            cfg, semantic = self.config, self.semantic
+            self.stores = yield Io(lambda: _open_stores(cfg, semantic))
+
     # lookup --------------------------------------------------------------------------
     def lookup(self) -> Generator[Effect, Any, CacheHit | None]:
+        yield from self._opened()
         if not self.control.read:
             if self.semantic and self.control.write:
                 yield from self._embed()
@@ -313,6 +346,7 @@ class CacheStage:
         entry = self._entry(completion)
         if entry is None:
             return
+        yield from self._opened()
         ttl = self.control.ttl or self.policy.ttl
         exact, key = self.exact, self.key
         yield Io(
