@@ -31,200 +31,11 @@ from budgets._backends._base import (
     Totals,
     check_lease,
 )
+from budgets._backends._redis_scripts import FIELDS, SCRIPTS
 from budgets._errors import LedgerCorrupted
 
 __all__ = ["RedisBackend"]
 
-_FIELDS = ("s:usd", "s:in", "s:out", "s:calls", "f:usd", "f:in", "f:out", "f:calls")
-
-# Shared by every script: KEYS[1] counters, KEYS[2] holds. `counters()` returns the eight
-# counters as numbers, or nil and what is wrong; `sweep()` lapses holds whose lease ended
-# and forgets lapsed ones kept for a second lease, returning an error string or nil. It
-# checks everything before it writes anything. Numbers are integers below 2**53, so Lua's
-# doubles hold them exactly; HINCRBY counts in 64-bit integers.
-_PRELUDE = """
-local names = {'usd', 'in', 'out', 'calls'}
-local fields = {'s:usd', 's:in', 's:out', 's:calls', 'f:usd', 'f:in', 'f:out', 'f:calls'}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function fmt(n) return string.format('%.0f', n) end
-local function counters()
-  local c = redis.call('HMGET', KEYS[1], unpack(fields))
-  local n = {}
-  for i = 1, 8 do
-    if c[i] and not string.match(c[i], '^%d+$') then
-      return nil, 'counter ' .. fields[i] .. ' of ' .. KEYS[1] .. ' is not an integer >= 0'
-    end
-    n[i] = tonumber(c[i]) or 0
-  end
-  return n
-end
-local function parse(held)
-  local r = {}
-  for v in string.gmatch(held, '%S+') do
-    if not string.match(v, '^%d+$') then return nil end
-    r[#r + 1] = v
-  end
-  if #r == 4 then r[5], r[6], r[7] = '0', '0', '0' end
-  if #r ~= 7 or (r[7] ~= '0' and r[7] ~= '1') then return nil end
-  return r
-end
-local function due(r)
-  local created, expires = tonumber(r[5]), tonumber(r[6])
-  if expires == 0 then return nil end
-  if r[7] == '1' then return 2 * expires - created end
-  return expires
-end
-local function take(r)
-  for i = 1, 4 do
-    if r[i] ~= '0' then redis.call('HINCRBY', KEYS[1], 'f:' .. names[i], '-' .. r[i]) end
-  end
-end
-local function holds()
-  local all = redis.call('HGETALL', KEYS[2])
-  local out = {}
-  for j = 1, #all, 2 do
-    local r = parse(all[j + 1])
-    if not r then return nil, 'hold ' .. all[j] .. ' of ' .. KEYS[2] .. ' is malformed' end
-    out[#out + 1] = {all[j], r}
-  end
-  return out
-end
-local function sweep()
-  local _, bad = counters()
-  if bad then return bad end
-  local nxt = redis.call('HGET', KEYS[1], 'next')
-  if not nxt then return nil end
-  if not string.match(nxt, '^%d+$') then return 'field next of ' .. KEYS[1] .. ' is malformed' end
-  if tonumber(nxt) > now then return nil end
-  local all, bad2 = holds()
-  if not all then return bad2 end
-  local soonest = nil
-  for _, h in ipairs(all) do
-    local id, r = h[1], h[2]
-    local d = due(r)
-    if d and d <= now and r[7] == '0' then
-      take(r)
-      r[7] = '1'
-      redis.call('HSET', KEYS[2], id, table.concat(r, ' '))
-      d = due(r)
-    end
-    if d and d <= now then
-      redis.call('HDEL', KEYS[2], id)
-    elseif d and (soonest == nil or d < soonest) then
-      soonest = d
-    end
-  end
-  if soonest then
-    redis.call('HSET', KEYS[1], 'next', fmt(soonest))
-  else
-    redis.call('HDEL', KEYS[1], 'next')
-  end
-  return nil
-end
-local bad = sweep()
-if bad then return redis.error_reply('ERR budgets: ' .. bad) end
-"""
-
-# ARGV[1] id, ARGV[2..5] asked, ARGV[6..9] limits ('' = unlimited), ARGV[10] ttl in ms
-# ('' = none), ARGV[11] lease in ms. Returns {0, 0} or {limit index, used}.
-_RESERVE = (
-    _PRELUDE
-    + """
-local c = counters()
-for i = 1, 4 do
-  if ARGV[5 + i] ~= '' then
-    local used = c[i] + c[4 + i]
-    if used + tonumber(ARGV[1 + i]) > tonumber(ARGV[5 + i]) then
-      return {i, used}
-    end
-  end
-end
-local expires = now + tonumber(ARGV[11])
-local held = ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' ..
-             fmt(now) .. ' ' .. fmt(expires) .. ' 0'
-if redis.call('HSETNX', KEYS[2], ARGV[1], held) == 0 then
-  return redis.error_reply('ERR reservation id already in use')
-end
-for i = 1, 4 do
-  if ARGV[1 + i] ~= '0' then redis.call('HINCRBY', KEYS[1], 'f:' .. names[i], ARGV[1 + i]) end
-end
-local nxt = redis.call('HGET', KEYS[1], 'next')
-if not nxt or tonumber(nxt) > expires then redis.call('HSET', KEYS[1], 'next', fmt(expires)) end
-if ARGV[10] ~= '' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[10])
-  redis.call('PEXPIRE', KEYS[2], ARGV[10])
-end
-return {0, 0}
-"""
-)
-
-# ARGV[1] id, ARGV[2] 'settle' or 'release', ARGV[3..5] actual usd, in, out.
-# Returns 1, or 0 when the reservation is not there (settled, released or unknown).
-# A lapsed hold left in flight already: settling it only records the spend.
-_CLOSE = (
-    _PRELUDE
-    + """
-local held = redis.call('HGET', KEYS[2], ARGV[1])
-if not held then return 0 end
-local r = parse(held)
-if not r then return redis.error_reply('ERR budgets: hold ' .. ARGV[1] .. ' is malformed') end
-redis.call('HDEL', KEYS[2], ARGV[1])
-if r[7] == '0' then take(r) end
-if ARGV[2] == 'settle' then
-  local spent = {ARGV[3], ARGV[4], ARGV[5], r[4]}
-  for i = 1, 4 do
-    if spent[i] ~= '0' then redis.call('HINCRBY', KEYS[1], 's:' .. names[i], spent[i]) end
-  end
-end
-return 1
-"""
-)
-
-# Returns the eight counters (nil where unset).
-_TOTALS = (
-    _PRELUDE
-    + """
-return redis.call('HMGET', KEYS[1], unpack(fields))
-"""
-)
-
-# Returns {now_ms, id, "usd in out calls created expires lapsed", id, ...}.
-_HOLDS = (
-    _PRELUDE
-    + """
-local hs, err = holds()
-if not hs then return redis.error_reply('ERR budgets: ' .. err) end
-local out = {fmt(now)}
-for _, h in ipairs(hs) do
-  out[#out + 1] = h[1]
-  out[#out + 1] = table.concat(h[2], ' ')
-end
-return out
-"""
-)
-
-# ARGV[1] minimum age in ms. Drops those holds (taking live ones off in flight); returns
-# their ids.
-_RELEASE_STALE = (
-    _PRELUDE
-    + """
-local hs, err = holds()
-if not hs then return redis.error_reply('ERR budgets: ' .. err) end
-local gone = {}
-for _, h in ipairs(hs) do
-  local r = h[2]
-  if now - tonumber(r[5]) >= tonumber(ARGV[1]) then
-    redis.call('HDEL', KEYS[2], h[1])
-    if r[7] == '0' then take(r) end
-    gone[#gone + 1] = h[1]
-  end
-end
-return gone
-"""
-)
-
-_SCRIPTS = (_RESERVE, _CLOSE, _TOTALS, _HOLDS, _RELEASE_STALE)
 _COUNT = re.compile(r"\d+")
 _HELD = re.compile(r"\d+( \d+){3}( \d+ \d+ [01])?")
 
@@ -277,7 +88,7 @@ class RedisBackend(LedgerBackend):
             # of failing with "Too many connections" (200 threads are a normal burst)
             pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections)
             self._client = redis.Redis(connection_pool=pool)
-        self._scripts = [self._client.register_script(s) for s in _SCRIPTS]
+        self._scripts = [self._client.register_script(s) for s in SCRIPTS]
         self._aclients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[Any, list[Any]]
         ] = weakref.WeakKeyDictionary()
@@ -360,11 +171,11 @@ class RedisBackend(LedgerBackend):
         return bool(reply)
 
     def _totals(self, key: str, values: Any) -> Totals:
-        if not (isinstance(values, list) and len(values) == len(_FIELDS)):
+        if not (isinstance(values, list) and len(values) == len(FIELDS)):
             raise self._corrupted(key, f"the counters read {values!r}")
         ints = [
             0 if v is None else self._count(key, v, name)
-            for v, name in zip(values, _FIELDS, strict=True)
+            for v, name in zip(values, FIELDS, strict=True)
         ]
         return Totals((ints[0], ints[1], ints[2], ints[3]), (ints[4], ints[5], ints[6], ints[7]))
 
@@ -449,7 +260,7 @@ class RedisBackend(LedgerBackend):
                 self._url, max_connections=self._max_connections
             )
             client = redis.asyncio.Redis(connection_pool=pool)
-            entry = (client, [client.register_script(s) for s in _SCRIPTS])
+            entry = (client, [client.register_script(s) for s in SCRIPTS])
             self._aclients[loop] = entry
         return entry
 
