@@ -160,10 +160,26 @@ async def asend(call: Call) -> Outcome:
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
+_CONTEXT_MARKERS = (
+    "context_length_exceeded",  # OpenAI
+    "maximum context length",  # vLLM, OpenAI
+    "exceeds the available context size",  # llama-server
+    "exceed_context_size",  # llama-server's error type
+    "context window",
+    "prompt is too long",  # Anthropic
+)
+
+
 def classify(err: BaseException) -> str:
     """``"retry"`` (transient: same endpoint again), ``"failover"`` (this endpoint is
-    gone: try the next) or ``"fatal"`` (the request itself is wrong: stop)."""
+    gone: try the next), ``"context"`` (the prompt does not fit this model's context
+    window: its replicas would refuse it too, a fallback tier may not) or ``"fatal"``
+    (the request itself is wrong: stop)."""
     name = type(err).__name__
+    if name == "ContextWindowExceededError" or any(
+        marker in str(err).lower() for marker in _CONTEXT_MARKERS
+    ):
+        return "context"
     if name in ("Timeout", "APITimeoutError", "TimeoutError", "ReadTimeout"):
         return "retry"
     if name in ("APIConnectionError", "ConnectError", "ConnectionError", "RemoteProtocolError"):

@@ -297,7 +297,10 @@ def answer_at_tier(
     )
     deadline = started + request.retry.max_time
     order = list(route.candidates(request.zoo, tier_name, key))
+    too_small: str | None = None  # a tier whose context window the prompt overflowed
     for position, (tier, endpoint) in enumerate(order):
+        if tier.name == too_small:
+            continue  # its other replicas serve the same model: straight to the fallback
         backoff: Backoff | None = None  # built on the first failure: the hot path has none
         while True:
             number = len(request.attempts) + 1
@@ -332,6 +335,9 @@ def answer_at_tier(
                     ),
                     request.attempts,
                 ) from err
+            if kind == "context":
+                too_small = tier.name
+                break
             if backoff is None:
                 backoff = Backoff(request.retry, started)
             wait = backoff.next_wait(err) if kind == "retry" else None
@@ -342,6 +348,13 @@ def answer_at_tier(
             mode = get_mode()
             if mode is None or mode.backoff:  # testing mode retries without sleeping
                 yield Sleep(wait)
+    if too_small is not None and errors:
+        raise CallError(
+            f"the prompt does not fit the context window of tier {too_small!r}, and no "
+            f"fallback tier answered ({errors[-1]}); shorten the prompt or max_tokens, or "
+            "give the tier a fallback= tier with a larger context window",
+            request.attempts,
+        ) from last_error
     raise CallError(
         f"every endpoint of tier {tier_name!r} (and its fallbacks) failed after "
         f"{len(errors)} attempts: " + "; ".join(errors[-4:]),
