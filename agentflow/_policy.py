@@ -302,9 +302,7 @@ class StepPolicy:
     router: Any = None
 
     def __post_init__(self) -> None:
-        self.attributes = tracing.step_attributes(
-            name=self.name, kind=self.kind, tier=self.tier
-        )
+        self.attributes = tracing.step_attributes(name=self.name, kind=self.kind, tier=self.tier)
 
     def check(self, zoo: ModelZoo) -> None:
         """Fail now, naming this step, if a tier it names is not in the zoo."""
