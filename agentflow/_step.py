@@ -33,7 +33,7 @@ from agentflow._policy import (
 from agentflow._validate import check_bool, check_name, describe
 from budgets import Budget, Ledger
 
-__all__ = ["AUTO", "StepPolicy", "plan", "retrieve", "step", "tool", "verify"]
+__all__ = ["AUTO", "StepPolicy", "drive", "plan", "retrieve", "step", "tool", "verify"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -70,6 +70,43 @@ def _finish(frame: StepFrame, exc: BaseException | None) -> None:
     if exc is not None:
         tracing.record_error(span, exc)
     span.end()
+
+
+def drive(frame: StepFrame, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """Run a generator (not started yet) with ``frame``'s step active only while the
+    generator's own code runs; sent values and thrown exceptions pass through; the step's
+    span ends with the generator (with its error, if any)."""
+    error: BaseException | None = None
+    try:
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            tokens = _activate(frame)
+            try:
+                item = gen.throw(to_throw) if to_throw is not None else gen.send(to_send)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                _deactivate(tokens)
+            to_send, to_throw = None, None
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                tokens = _activate(frame)
+                try:
+                    gen.close()
+                finally:
+                    _deactivate(tokens)
+                raise
+            except BaseException as exc:  # thrown in by the consumer: pass it on
+                to_throw = exc
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _finish(frame, error)
 
 
 def _wrap(func: Callable[P, R], policy: StepPolicy) -> Callable[P, R]:
@@ -124,38 +161,7 @@ def _wrap_gen(func: Callable[P, Generator[Any, Any, Any]], policy: StepPolicy) -
             _finish(frame, exc)
             raise
         _deactivate((token, otel_token))
-        # the step is active only while the generator's own code runs
-        error: BaseException | None = None
-        try:
-            to_send: Any = None
-            to_throw: BaseException | None = None
-            while True:
-                tokens = _activate(frame)
-                try:
-                    item = gen.throw(to_throw) if to_throw is not None else gen.send(to_send)
-                except StopIteration as stop:
-                    return stop.value
-                finally:
-                    _deactivate(tokens)
-                to_send, to_throw = None, None
-                try:
-                    to_send = yield item
-                except GeneratorExit:
-                    tokens = _activate(frame)
-                    try:
-                        gen.close()
-                    finally:
-                        _deactivate(tokens)
-                    raise
-                except BaseException as exc:  # thrown in by the consumer: pass it on
-                    to_throw = exc
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _finish(frame, error)
+        return (yield from drive(frame, gen))
 
     return wrapper
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from agentflow._context import StepFrame, current_step
 from agentflow._errors import ConfigError
 from agentflow._policy import StepPolicy
-from agentflow._step import _activate, _deactivate, _enter, _finish, _make_policy
+from agentflow._step import _activate, _deactivate, _enter, _finish, _make_policy, drive
 from agentflow._validate import describe
 from budgets import Ledger
 
@@ -171,33 +171,7 @@ class NodeCall:
 
     def stream(self, gen: Generator[T, None, None]) -> Generator[T, None, None]:
         """Run ``gen`` (not started yet) with the step active only while its code runs."""
-        frame = self.enter()
-        error: BaseException | None = None
-        try:
-            while True:
-                tokens = _activate(frame)
-                try:
-                    item = next(gen)
-                except StopIteration:
-                    return
-                finally:
-                    _deactivate(tokens)
-                try:
-                    yield item
-                except GeneratorExit:
-                    tokens = _activate(frame)
-                    try:
-                        gen.close()
-                    finally:
-                        _deactivate(tokens)
-                    raise
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _finish(frame, error)
+        yield from drive(self.enter(), gen)
 
     async def astream(self, agen: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
         frame = self.enter()
