@@ -13,7 +13,7 @@ call, retry, escalation and cache hit becomes an OpenTelemetry span with its cos
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentflow._api import acomplete, aembed, complete, embed
 from agentflow._completion import Attempt, Completion, Embedding
@@ -41,6 +41,9 @@ from agentflow._zoo import Endpoint, ModelZoo, Tier
 from agentflow.pipeline.layout import static
 from agentflow.pipeline.stream import AsyncCompletionStream, CompletionStream
 
+if TYPE_CHECKING:  # at run time, loaded on first use (see __getattr__)
+    from agentflow.embedders import LocalEmbedder
+
 __all__ = [
     "STEP_KINDS",
     "AgentflowError",
@@ -59,6 +62,7 @@ __all__ = [
     "Embedding",
     "Endpoint",
     "Escalate",
+    "LocalEmbedder",
     "LocalServerError",
     "MessageContentError",
     "ModelZoo",
@@ -91,7 +95,7 @@ __all__ = [
 
 
 # subpackages loaded on first use, so ``import agentflow`` stays fast
-_SUBPACKAGES = frozenset({"cache", "local", "routing", "scorers", "testing"})
+_SUBPACKAGES = frozenset({"cache", "embedders", "local", "routing", "scorers", "testing"})
 
 
 def __getattr__(name: str) -> Any:
@@ -99,6 +103,10 @@ def __getattr__(name: str) -> Any:
         from agentflow._version import VERSION
 
         return VERSION
+    if name == "LocalEmbedder":  # the model and ONNX Runtime load on its first call
+        from agentflow.embedders import LocalEmbedder
+
+        return LocalEmbedder
     if name in _SUBPACKAGES:
         return importlib.import_module(f"agentflow.{name}")
     raise AttributeError(f"module 'agentflow' has no attribute {name!r}")

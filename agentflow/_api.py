@@ -25,7 +25,7 @@ from agentflow.pipeline import (
     plan_stream,
     run_plan,
 )
-from agentflow.pipeline.stream import AsyncCompletionStream, CompletionStream, StreamState
+from agentflow.pipeline.stream import AsyncCompletionStream, CompletionStream, stream_state
 
 __all__ = ["acomplete", "aembed", "complete", "embed"]
 
@@ -56,7 +56,7 @@ def complete(
     """A chat completion through the pipeline; ``stream=True`` gives a chunk iterator."""
     if _stream_flag(stream):
         request = build_request(messages, params, tier, operation="chat_stream")
-        return CompletionStream(StreamState(*run_plan(plan_stream(request))))
+        return CompletionStream(stream_state(run_plan(plan_stream(request))))
     return run_plan(plan_completion(build_request(messages, params, tier)))
 
 
@@ -86,7 +86,7 @@ async def acomplete(
     """The async twin of ``complete``."""
     if _stream_flag(stream):
         request = build_request(messages, params, tier, operation="chat_stream")
-        return AsyncCompletionStream(StreamState(*await arun_plan(plan_stream(request))))
+        return AsyncCompletionStream(stream_state(await arun_plan(plan_stream(request))))
     return await arun_plan(plan_completion(build_request(messages, params, tier)))
 
 

@@ -45,7 +45,8 @@ class Completion:
     ``usage`` and ``cost`` are those of the accepted answer's attempt; ``total_usage``
     and ``total_cost`` add every attempt (retries and escalations are paid for too).
     A cache hit has ``cache_hit=True``, zero usage and cost, and (semantic hits)
-    ``cache_similarity``.
+    ``cache_similarity``. A streamed answer has ``ttft_s``, the seconds from the call to
+    its first chunk (a stream served from the cache: the lookup's, close to 0).
     """
 
     text: str
@@ -67,6 +68,7 @@ class Completion:
     cache_similarity: float | None = None
     usage_estimated: bool = False  # the engine sent no usage: counted by agentflow
     capped_by_budget: bool = False  # stopped at the max_tokens a budget allowed
+    ttft_s: float | None = None  # streamed: seconds from the call to its first chunk
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:

@@ -2,8 +2,8 @@
 
 ``af.configure(zoo=...)`` or ``af.configure(path="agentflow.toml")``. Environment:
 ``AGENTFLOW_CONFIG`` (a TOML file loaded on first use when ``configure`` was not called),
-``AGENTFLOW_CACHE_DIR``. An explicit argument wins over the environment, which wins over
-the default.
+``AGENTFLOW_CACHE_DIR``, ``AGENTFLOW_DISTILL_PATH``. An explicit argument wins over the
+environment, which wins over the default.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentflow._errors import BudgetExceededError, ConfigError, NotConfiguredError
 from agentflow._policy import RetryPolicy
@@ -32,6 +32,11 @@ def _default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "agentflow"
 
 
+def _default_distill_path() -> Path | None:
+    env = os.environ.get("AGENTFLOW_DISTILL_PATH")
+    return Path(env).expanduser() if env else None
+
+
 @dataclass(frozen=True)
 class Config:
     zoo: ModelZoo | None = None
@@ -40,8 +45,11 @@ class Config:
     tenant_budget: Budget | None = None
     ledger_backend: LedgerBackend | None = None
     cache_backend: Any = None
+    semantic_backend: Any = None
     embedder: Any = None
     router: Any = None
+    # where escalations accepted above a step's first tier are appended (docs/economics.md)
+    distill_path: Path | None = field(default_factory=_default_distill_path)
 
     def tenant_ledger(self, user_id: str | None) -> Ledger | None:
         """The ledger of ``user_id``'s tenant budget (shared by all its runs), if any."""
@@ -87,6 +95,16 @@ def _path_like(where: str, value: Any, hint: str) -> Path:
     return Path(value).expanduser()
 
 
+def _distill_file(value: Any) -> Path:
+    path = _path_like("distill_path", value, "e.g. distill_path='~/.cache/agentflow/distill.jsonl'")
+    if path.is_dir():
+        raise ConfigError(
+            f"distill_path {str(path)!r} is a directory; give a file to append JSON lines "
+            "to, e.g. distill_path='distill.jsonl'"
+        )
+    return path
+
+
 def _check_cache_backend(backend: Any) -> None:
     if isinstance(backend, str):
         if backend in ("disk", "memory") or backend.startswith(("redis://", "rediss://")):
@@ -126,8 +144,10 @@ def configure(
     tenant_budget: Budget | None = None,
     ledger_backend: LedgerBackend | None = None,
     cache_backend: Any = None,
+    semantic_backend: Any = None,
     embedder: Any = None,
     router: Any = None,
+    distill_path: str | Path | Literal[False] | None = None,
 ) -> Config:
     """Set the model zoo (and optionally the cache directory and retry policy).
 
@@ -137,9 +157,15 @@ def configure(
 
     ``cache_backend``: where the exact response cache lives: ``"disk"`` (the default,
     diskcache under ``cache_dir``), ``"memory"``, a ``redis://`` URL (shared across
-    machines) or an ``agentflow.cache`` store. ``embedder``: the semantic cache's default
+    machines) or an ``agentflow.cache`` store. ``semantic_backend``: where the semantic
+    cache lives, when not beside the exact one: a shared vector store such as
+    ``agentflow.cache.PgVectorStore(dsn)`` (PostgreSQL + pgvector, shared across
+    machines, with this process's cache as a near tier). ``embedder``: the semantic cache's default
     embedder (a zoo tier name or a function ``list[str] -> list[vector]``). ``router``:
     what picks the tier of steps with ``tier="auto"`` (an ``agentflow.routing`` router).
+    ``distill_path``: a JSONL file that gets one line per request an escalating step
+    accepted above its first tier (prompt, rejected and accepted answers, scores, costs:
+    data to distil the cheap tier); ``False`` stops recording.
 
     Every step decorated so far is checked against the zoo: a step naming a tier the zoo
     does not have fails here, with the valid names in the message.
@@ -156,6 +182,8 @@ def configure(
         zoo, section = _load_toml(path)
         if cache_dir is None and "cache_dir" in section:
             cache_dir = section["cache_dir"]
+        if distill_path is None and "distill_path" in section:
+            distill_path = section["distill_path"]
     if zoo is not None:
         if not isinstance(zoo, ModelZoo):
             raise ConfigError(
@@ -167,6 +195,10 @@ def configure(
         updates["cache_dir"] = _path_like(
             "cache_dir", cache_dir, "e.g. cache_dir='~/.cache/agentflow'"
         )
+    if distill_path is False:
+        updates["distill_path"] = None
+    elif distill_path is not None:
+        updates["distill_path"] = _distill_file(distill_path)
     if retry is not None:
         if not isinstance(retry, RetryPolicy):
             raise ConfigError(
@@ -192,6 +224,16 @@ def configure(
     if cache_backend is not None:
         _check_cache_backend(cache_backend)
         updates["cache_backend"] = cache_backend
+    if semantic_backend is not None:
+        from agentflow.cache._semantic_shared import is_shared
+
+        if not is_shared(semantic_backend):
+            raise ConfigError(
+                "semantic_backend must be a shared vector store with search() and insert(), "
+                f"got {describe(semantic_backend)}; e.g. "
+                "agentflow.cache.PgVectorStore('postgresql://...')"
+            )
+        updates["semantic_backend"] = semantic_backend
     if embedder is not None:
         if not (callable(embedder) or (isinstance(embedder, str) and embedder)):
             raise ConfigError(
@@ -214,7 +256,7 @@ def configure(
             new.zoo.check_tier(new.embedder)
     with _lock:
         _config = new
-    if new.zoo is not None:
+    if new.zoo is not None and not all(e.fast_path for e in new.zoo.endpoints()):
         from agentflow._litellm import warm_up
 
         warm_up()  # litellm's ~3 s import, off the first call's path

@@ -52,6 +52,10 @@ class RunState(Protocol):
 
     def _record(self, attempt: Attempt, frame: StepFrame | None) -> None: ...
 
+    def _stream_opened(self) -> None: ...
+
+    def _stream_closed(self) -> None: ...
+
 
 current_run: ContextVar[RunState | None] = ContextVar("agentflow_run", default=None)
 current_step: ContextVar[StepFrame | None] = ContextVar("agentflow_step", default=None)

@@ -202,6 +202,11 @@ class Escalate:
     ``on_unconfident="return"`` gives the best answer flagged ``confident=False``;
     ``"raise"`` raises ``CallError``. A scorer that raises makes the answer unconfident
     (the error is recorded on its span) unless ``on_scorer_error="raise"``.
+
+    ``stream``: what ``af.complete(..., stream=True)`` does in the step. ``"direct"``
+    (the default) streams the step's tier as it generates, unscored; ``"buffer"`` holds
+    the chunks back until the scorer accepts an answer, climbing like a plain call,
+    then replays the accepted answer as chunks (its time to first token is the climb's).
     """
 
     min_confidence: float = 0.8
@@ -210,6 +215,7 @@ class Escalate:
     max_attempts: int | None = None
     on_unconfident: Literal["return", "raise"] = "return"
     on_scorer_error: Literal["unconfident", "raise"] = "unconfident"
+    stream: Literal["direct", "buffer"] = "direct"
 
     def __post_init__(self) -> None:
         if (
@@ -242,6 +248,12 @@ class Escalate:
             raise ConfigError(
                 "on_scorer_error must be 'unconfident' or 'raise', got "
                 f"{describe(self.on_scorer_error)}; use one of those two"
+            )
+        if not isinstance(self.stream, str) or self.stream not in ("direct", "buffer"):
+            raise ConfigError(
+                f"escalate stream must be 'direct' or 'buffer', got {describe(self.stream)}; "
+                "use 'buffer' to score (and escalate) a streamed answer before its first "
+                "chunk, or leave it out to stream the step's tier unscored"
             )
 
 

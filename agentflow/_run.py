@@ -69,6 +69,8 @@ class Run:
         self._token: Token[RunState | None] | None = None
         self._otel_token: object = None
         self._span: trace.Span | None = None
+        self._open_streams = 0  # streams started in this run and not settled yet
+        self._span_pending = False  # the run ended while streams were open
 
     # --- totals -------------------------------------------------------------------
     @property
@@ -107,6 +109,29 @@ class Run:
             tier.add(attempt.usage, attempt.cost, **kwargs)
         self.totals.add(attempt.usage, attempt.cost, **kwargs)
 
+    def _stream_opened(self) -> None:
+        with self._lock:
+            self._open_streams += 1
+
+    def _stream_closed(self) -> None:
+        """A stream of this run settled; the last one of a run that has ended already
+        ends the run's span, so its totals include what the streams were charged."""
+        with self._lock:
+            self._open_streams -= 1
+            finish = self._span_pending and self._open_streams == 0
+            if finish:
+                self._span_pending = False
+        if finish:
+            self._end_span(None)
+
+    def _end_span(self, exc: BaseException | None) -> None:
+        span = self._span
+        if span is not None:
+            span.set_attributes(totals_attributes(self.totals))
+            if exc is not None:
+                tracing.record_error(span, exc)
+            span.end()
+
     @property
     def trace_id(self) -> str | None:
         """The run's OpenTelemetry trace id (32 hex digits), to find it in a backend."""
@@ -144,12 +169,14 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        span = self._span
-        if span is not None:
-            span.set_attributes(totals_attributes(self.totals))
-            if exc is not None:
-                tracing.record_error(span, exc)
-            span.end()
+        with self._lock:
+            # a stream still open settles after the run: its span waits for it (the
+            # stream's clean-up settles it at the latest when it is garbage-collected)
+            self._span_pending = self._open_streams > 0
+        if not self._span_pending:
+            self._end_span(exc)
+        elif exc is not None and self._span is not None:
+            tracing.record_error(self._span, exc)
         if self._token is not None:
             current_run.reset(self._token)
             self._token = None

@@ -12,16 +12,24 @@ it with ``finish_score`` and compares it with ``Escalate.min_confidence``. A sco
 ``None`` means "cannot tell" and is treated as unconfident, so the request climbs.
 The scorer objects themselves live here (the base class, logprobs and plain functions,
 which the strings and functions map to) and in ``agentflow.scorers``.
+
+An async scorer called from sync code (a sync step, ``Scorer.__call__``) runs on one
+long-lived event loop in a daemon thread (``run_async``), not on a new loop per call:
+clients bound to an event loop (litellm's, httpx's) are then made once and reused,
+instead of one set of sockets left open per scored call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import inspect
 import math
+import os
 import threading
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentflow._errors import ConfigError
@@ -42,6 +50,7 @@ __all__ = [
     "finish_score",
     "needs_logprobs",
     "reset_warnings",
+    "run_async",
     "scorer_tiers",
 ]
 
@@ -100,12 +109,77 @@ class Scorer:
         """Score one completion synchronously (outside a running event loop)."""
         value = self.start(completion, use_async=False, messages=messages)
         if inspect.isawaitable(value):
-            value = asyncio.run(_awaited(value))
+            value = run_async(value)
         return finish_score(value)
 
 
 async def _awaited(value: Awaitable[Any]) -> Any:
     return await value
+
+
+class _ScorerLoop:
+    """An event loop running for good in a daemon thread (remade after a fork)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.pid = os.getpid()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="agentflow-scorer-loop", daemon=True
+        )
+        self.thread.start()
+
+
+_loop: _ScorerLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _scorer_loop() -> _ScorerLoop:
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.pid != os.getpid() or not _loop.thread.is_alive():
+            _loop = _ScorerLoop()
+        return _loop
+
+
+def run_async(awaitable: Awaitable[Any]) -> Any:
+    """Await ``awaitable`` from sync code and return its result.
+
+    It runs on the scorer loop, in a copy of the caller's context (so the run, the step
+    and ``in_scorer`` follow it); the caller's thread waits. Interrupted while waiting
+    (``KeyboardInterrupt``), the task is cancelled. Called from the scorer loop itself
+    (sync code inside an async scorer), it runs on a fresh loop in another thread
+    rather than deadlock.
+    """
+    runner = _scorer_loop()
+    if threading.current_thread() is runner.thread:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            context = contextvars.copy_context()
+            return pool.submit(context.run, asyncio.run, _awaited(awaitable)).result()
+    context = contextvars.copy_context()
+    done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    tasks: list[asyncio.Task[Any]] = []
+
+    def start() -> None:
+        coroutine: Coroutine[Any, Any, Any] = _awaited(awaitable)
+        task = runner.loop.create_task(coroutine, context=context)
+        tasks.append(task)
+        task.add_done_callback(settle)
+
+    def settle(task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            done.cancel()
+        elif (error := task.exception()) is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(task.result())
+
+    runner.loop.call_soon_threadsafe(start)
+    try:
+        return done.result()
+    except BaseException:
+        if not done.done():  # interrupted while waiting: stop the scorer too
+            runner.loop.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
+        raise
 
 
 _warned_endpoints: set[str] = set()

@@ -8,10 +8,11 @@ its replicas fail. Everything is validated when built, so a bad config fails at
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -28,7 +29,20 @@ from agentflow import _secrets
 from agentflow._errors import ConfigError, UnknownTierError
 from budgets import Pricing, TokenPricing
 
-__all__ = ["Endpoint", "ModelZoo", "Tier", "provider_of", "read_toml", "span_model_name"]
+__all__ = [
+    "OPENAI_COMPATIBLE",
+    "Endpoint",
+    "ModelZoo",
+    "Tier",
+    "provider_of",
+    "read_toml",
+    "span_model_name",
+]
+
+OPENAI_COMPATIBLE = frozenset(
+    {"openai", "hosted_vllm", "llamafile", "lm_studio", "custom_openai", "openai_like"}
+)
+"""litellm provider prefixes that mean "an OpenAI-compatible server at ``api_base``"."""
 
 # litellm provider prefixes that are not part of the model's own name
 _PROVIDERS = (
@@ -109,6 +123,7 @@ _HINTS = {
     "model": "give a litellm model string, e.g. 'openai/smollm2-135m'",
     "api_base": "give the server's URL as a str, e.g. 'http://127.0.0.1:8081/v1'",
     "timeout": "give a positive number of seconds",
+    "context_window": "give the model's context size in tokens (an int), e.g. 8192",
     "pricing": "give a budgets.TokenPricing(...) or budgets.GpuHourPricing(...)",
     "default_tier": "name one of the zoo's tiers",
 }
@@ -165,6 +180,22 @@ class Endpoint(_Model):
     registered with ``tracing.register_secrets`` so that no span, export, error message
     or litellm/httpx log line shows them. ``litellm_params()`` hands litellm the plain
     values.
+
+    ``transport``: ``"auto"`` (the default) calls an OpenAI-compatible server at
+    ``api_base`` (``openai/``, ``hosted_vllm/``, ... models) on agentflow's own pooled
+    HTTP client, the fast path; ``"litellm"`` sends every call through litellm.
+    ``max_reply_bytes`` caps what is read of one reply on the fast path (16 MiB for chat,
+    256 MiB for embeddings when not given).
+
+    ``counting``: how a budget counts a self-hosted endpoint's prompt before the call.
+    ``"engine"`` (the default) asks the engine's ``/tokenize`` (exact; a prompt counted
+    before is not asked again); ``"local"`` counts offline with no round trip, and the
+    hold is scaled by how much larger the engine has been counting than we do.
+
+    ``context_window``: the tokens the model holds, prompt and output together. A prompt
+    plus ``max_tokens`` that cannot fit is never sent there: the call goes to the tier's
+    fallback, or fails at once naming the sizes. Left out, it is read from the engine
+    (llama-server ``/props``, vLLM ``/v1/models``) while ``engine_load`` polls it.
     """
 
     model_config = ConfigDict(frozen=True, extra="allow")
@@ -175,6 +206,11 @@ class Endpoint(_Model):
     pricing: Pricing | None = None
     name: str | None = None
     timeout: float = Field(default=60.0, gt=0)
+    transport: Literal["auto", "litellm"] = "auto"
+    counting: Literal["engine", "local"] = "engine"
+    max_reply_bytes: int | None = Field(default=None, gt=0)
+    # tokens the model can hold (prompt + output); a call that cannot fit is not sent
+    context_window: int | None = Field(default=None, gt=0)
 
     def __init__(self, **data: Any) -> None:
         if not data.get("model"):
@@ -226,6 +262,17 @@ class Endpoint(_Model):
     @property
     def provider(self) -> str:
         return provider_of(self.model)
+
+    @property
+    def fast_path(self) -> bool:
+        """Whether calls take agentflow's own HTTP client (an OpenAI-compatible provider
+        with an ``api_base``), not litellm: ``transport="litellm"`` or the environment
+        variable ``AGENTFLOW_TRANSPORT=litellm`` turns it off."""
+        if self.transport == "litellm" or self.api_base is None:
+            return False
+        if os.environ.get("AGENTFLOW_TRANSPORT", "auto") == "litellm":
+            return False
+        return self.provider in OPENAI_COMPATIBLE
 
     @property
     def extra_params(self) -> dict[str, Any]:

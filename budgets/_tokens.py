@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import logging
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -202,6 +205,8 @@ class RemoteTokenCounter(TokenCounter):
         self._retry_after_s = retry_after_s
         self._fallback = TokenCounter.for_model(model)
         self._down_until = 0.0
+        self._counts: OrderedDict[str, int] = OrderedDict()  # exact counts, by prompt
+        self._counts_lock = threading.Lock()
 
     @property
     def method(self) -> str:  # type: ignore[override]  # a class attribute elsewhere
@@ -229,22 +234,63 @@ class RemoteTokenCounter(TokenCounter):
         return self._fallback.count_text(text)
 
     def count_messages(self, messages: Messages, tools: Tools | None = None) -> int:
+        key = _content_key(messages, tools)
+        known = self._known(key)
+        if known is not None:
+            return known
         if self._up():
             try:
-                return self._endpoint.count_messages(messages, tools)
+                n = self._endpoint.count_messages(messages, tools)
             except EndpointUnavailable as exc:
                 self._down(exc)
+            else:
+                self._remember(key, n)
+                return n
         return self._fallback.count_messages(messages, tools)
+
+    def _known(self, key: str | None) -> int | None:
+        """An exact count the engine gave for this very prompt before (a retry, another
+        replica, a climb back to the same model, a repeated request): no round trip."""
+        if key is None:
+            return None
+        with self._counts_lock:
+            n = self._counts.get(key)
+            if n is not None:
+                self._counts.move_to_end(key)
+            return n
+
+    def _remember(self, key: str | None, n: int) -> None:
+        if key is None:
+            return
+        with self._counts_lock:
+            self._counts[key] = n
+            if len(self._counts) > _COUNT_CACHE_SIZE:
+                self._counts.popitem(last=False)
 
     async def acount_text(self, text: str) -> int:
         return await asyncio.to_thread(self.count_text, text)
 
     async def acount_messages(self, messages: Messages, tools: Tools | None = None) -> int:
+        known = self._known(_content_key(messages, tools))
+        if known is not None:  # no thread hop for a count already known
+            return known
         return await asyncio.to_thread(self.count_messages, messages, tools)
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._endpoint.close()
+
+
+_COUNT_CACHE_SIZE = 4096
+
+
+def _content_key(messages: Messages, tools: Tools | None) -> str | None:
+    """A digest of a prompt's exact content, or None when it has no JSON form."""
+    try:
+        text = json.dumps([messages, tools], sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 @functools.lru_cache(maxsize=512)

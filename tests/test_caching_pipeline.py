@@ -491,14 +491,39 @@ def test_semantic_cache_embeds_through_a_zoo_tier(
 
 
 def test_semantic_cache_without_an_embedder_says_how_to_give_one(
-    zoo: af.ModelZoo, srv: LoopbackServer
+    zoo: af.ModelZoo, srv: LoopbackServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from agentflow.pipeline import cache
+
+    monkeypatch.setattr(cache, "default_embedder", lambda: None)  # no 'embed' extra
+
     @af.step(tier="small", cache="semantic")
     def ask() -> af.Completion:
         return af.complete(messages=Q)
 
-    with pytest.raises(af.ConfigError, match="embedder"):
+    with pytest.raises(af.ConfigError, match=r"embedder.*agentflow\[embed\]"):
         ask()
+
+
+def test_semantic_cache_uses_the_local_embedder_by_default(
+    zoo: af.ModelZoo, srv: LoopbackServer
+) -> None:
+    """No embedder named anywhere: af.LocalEmbedder (a real model) embeds the question,
+    so a paraphrase is a hit and an unrelated question is not."""
+
+    @af.step(tier="small", cache=af.CachePolicy(kind="semantic", threshold=0.85))
+    def ask(q: str) -> af.Completion:
+        return af.complete(messages=[{"role": "user", "content": q}])
+
+    srv.default = Reply("Open Settings, then Reset password.")
+    first = ask("How do I reset my password?")
+    again = ask("How can I reset my password?")
+    other = ask("What is the capital of France?")
+    assert not first.cache_hit
+    assert again.cache_hit
+    assert again.cache_similarity is not None
+    assert again.cache_similarity >= 0.85
+    assert not other.cache_hit
 
 
 def test_a_failing_embedder_degrades_to_no_semantic_cache(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import agentflow as af
+from agentflow.pipeline.health import HealthProbes
 from agentflow.pipeline.layout import prefix_key, static
 from agentflow.pipeline.route import (
     LOAD_GUARD_FACTOR,
@@ -116,6 +117,7 @@ def test_a_dead_replicas_prefixes_fail_over_and_come_back(
     # prefixes pinned to the live replica never moved
     assert all(during[p] == before[p] for p in before if before[p] != dead)
     replicas[dead].start()  # same port: the replica is back
+    HealthProbes(pool).probe_all()  # its health probe sees it: out of its cooldown
     after = {p: _ask(p, "third question") for p in range(N_PREFIXES)}
     assert after == before
 

@@ -47,6 +47,7 @@ from tracing._redact import (
 )
 from tracing._setup import Providers, setup
 from tracing._spans import record_error
+from tracing._warnings import UnsentSpansWarning
 
 if TYPE_CHECKING:
     from tracing._export import RedactingSpanExporter
@@ -61,6 +62,7 @@ __all__ = [
     "RedactingFilter",
     "RedactingSpanExporter",
     "TracingError",
+    "UnsentSpansWarning",
     "attributes",
     "cache_hit_attributes",
     "content_attributes",

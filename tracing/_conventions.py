@@ -29,6 +29,7 @@ __all__ = [
     "AGENTFLOW_BUDGET_MAX_USD",
     "AGENTFLOW_CACHE_HIT",
     "AGENTFLOW_CACHE_KIND",
+    "AGENTFLOW_CACHE_OUTCOME",
     "AGENTFLOW_CACHE_SIMILARITY",
     "AGENTFLOW_CALLS",
     "AGENTFLOW_CONFIDENCE",
@@ -38,9 +39,27 @@ __all__ = [
     "AGENTFLOW_COST_SAVED_USD",
     "AGENTFLOW_COST_TOTAL_USD",
     "AGENTFLOW_ENDPOINT",
+    "AGENTFLOW_ESCALATION_ACCEPTED",
     "AGENTFLOW_ESCALATION_LEVEL",
+    "AGENTFLOW_ESCALATION_TAX_USD",
+    "AGENTFLOW_PRICING_CACHED_INPUT_PER_MTOK",
+    "AGENTFLOW_PRICING_CACHED_PROMPT_TOKENS_PER_S",
+    "AGENTFLOW_PRICING_GPUS",
+    "AGENTFLOW_PRICING_INPUT_PER_MTOK",
+    "AGENTFLOW_PRICING_KIND",
+    "AGENTFLOW_PRICING_OUTPUT_PER_MTOK",
+    "AGENTFLOW_PRICING_OUTPUT_TOKENS_PER_S",
+    "AGENTFLOW_PRICING_PROMPT_TOKENS_PER_S",
+    "AGENTFLOW_PRICING_USD_PER_GPU_HOUR",
+    "AGENTFLOW_REPLICA_COOLDOWN_S",
+    "AGENTFLOW_REPLICA_DOWN_S",
+    "AGENTFLOW_REPLICA_EVENT",
+    "AGENTFLOW_REPLICA_FAILURES",
+    "AGENTFLOW_REPLICA_PROBE_OK",
+    "AGENTFLOW_REPLICA_SOURCE",
     "AGENTFLOW_ROUTE_ROUTER",
     "AGENTFLOW_RUN_NAME",
+    "AGENTFLOW_STATUS",
     "AGENTFLOW_STEP_KIND",
     "AGENTFLOW_STEP_NAME",
     "AGENTFLOW_TIER",
@@ -48,6 +67,7 @@ __all__ = [
     "AGENTFLOW_TOKENS_COMPLETION",
     "AGENTFLOW_TOKENS_PROMPT",
     "AGENTFLOW_TOKENS_TOTAL",
+    "AGENTFLOW_TOKEN_KIND",
     "AGENTFLOW_TTFT_S",
     "AGENTFLOW_USAGE_ESTIMATED",
     "ERROR_TYPE",
@@ -125,6 +145,12 @@ AGENTFLOW_ENDPOINT: Final = "agentflow.endpoint"
 AGENTFLOW_ATTEMPT: Final = "agentflow.attempt"
 AGENTFLOW_ESCALATION_LEVEL: Final = "agentflow.escalation.level"
 AGENTFLOW_CONFIDENCE: Final = "agentflow.confidence"
+# on a scored answer: did it reach the step's min_confidence (False: the step escalated
+# or, at the top of the ladder, kept the best answer it had)
+AGENTFLOW_ESCALATION_ACCEPTED: Final = "agentflow.escalation.accepted"
+# on an answer accepted above the step's first tier: what the rejected answers below it
+# cost (the escalation tax of that request)
+AGENTFLOW_ESCALATION_TAX_USD: Final = "agentflow.escalation.tax_usd"
 AGENTFLOW_TTFT_S: Final = "agentflow.ttft_s"
 # the engine sent no usage: agentflow counted the prompt and the reply itself
 AGENTFLOW_USAGE_ESTIMATED: Final = "agentflow.usage.estimated"
@@ -133,7 +159,20 @@ AGENTFLOW_BUDGET_CAPPED: Final = "agentflow.budget.capped"
 AGENTFLOW_CACHE_HIT: Final = "agentflow.cache.hit"
 AGENTFLOW_CACHE_KIND: Final = "agentflow.cache.kind"
 AGENTFLOW_CACHE_SIMILARITY: Final = "agentflow.cache.similarity"
+# metric dimensions (bounded): "miss" (a model answered), "exact" or "semantic" (a hit);
+# "ok" or "error"; "input_uncached", "input_cached" or "output"
+AGENTFLOW_CACHE_OUTCOME: Final = "agentflow.cache.outcome"
+AGENTFLOW_STATUS: Final = "agentflow.status"
+AGENTFLOW_TOKEN_KIND: Final = "agentflow.token.kind"
 AGENTFLOW_ROUTE_ROUTER: Final = "agentflow.route.router"  # who chose a tier="auto" tier
+# replica health (agentflow.pipeline.health): span events "agentflow.replica.cooldown",
+# ".probe" and ".recovered" carry these; the agentflow.replica.health counter too
+AGENTFLOW_REPLICA_EVENT: Final = "agentflow.replica.event"  # cooldown, probe, recovered
+AGENTFLOW_REPLICA_COOLDOWN_S: Final = "agentflow.replica.cooldown_s"
+AGENTFLOW_REPLICA_DOWN_S: Final = "agentflow.replica.down_s"  # on "recovered"
+AGENTFLOW_REPLICA_FAILURES: Final = "agentflow.replica.failures"  # consecutive ones
+AGENTFLOW_REPLICA_PROBE_OK: Final = "agentflow.replica.probe_ok"  # on "probe"
+AGENTFLOW_REPLICA_SOURCE: Final = "agentflow.replica.source"  # "call" or "health_probe"
 AGENTFLOW_COST_SAVED_USD: Final = "agentflow.cost.saved_usd"
 AGENTFLOW_COST_INPUT_USD: Final = "agentflow.cost.input_usd"
 AGENTFLOW_COST_CACHED_INPUT_USD: Final = "agentflow.cost.cached_input_usd"
@@ -148,6 +187,17 @@ AGENTFLOW_BUDGET_MAX_USD: Final = "agentflow.budget.max_usd"
 AGENTFLOW_BUDGET_MAX_INPUT_TOKENS: Final = "agentflow.budget.max_input_tokens"
 AGENTFLOW_BUDGET_MAX_OUTPUT_TOKENS: Final = "agentflow.budget.max_output_tokens"
 AGENTFLOW_BUDGET_MAX_CALLS: Final = "agentflow.budget.max_calls"
+# The endpoint's pricing, on every LLM and EMBEDDING span, so a report can redo the
+# arithmetic (GPU-hours busy, idle cost, prefix-cache savings) from the spans alone.
+AGENTFLOW_PRICING_KIND: Final = "agentflow.pricing.kind"  # "token" or "gpu_hour"
+AGENTFLOW_PRICING_INPUT_PER_MTOK: Final = "agentflow.pricing.input_per_mtok"
+AGENTFLOW_PRICING_CACHED_INPUT_PER_MTOK: Final = "agentflow.pricing.cached_input_per_mtok"
+AGENTFLOW_PRICING_OUTPUT_PER_MTOK: Final = "agentflow.pricing.output_per_mtok"
+AGENTFLOW_PRICING_USD_PER_GPU_HOUR: Final = "agentflow.pricing.usd_per_gpu_hour"
+AGENTFLOW_PRICING_GPUS: Final = "agentflow.pricing.gpus"
+AGENTFLOW_PRICING_PROMPT_TOKENS_PER_S: Final = "agentflow.pricing.prompt_tokens_per_s"
+AGENTFLOW_PRICING_OUTPUT_TOKENS_PER_S: Final = "agentflow.pricing.output_tokens_per_s"
+AGENTFLOW_PRICING_CACHED_PROMPT_TOKENS_PER_S: Final = "agentflow.pricing.cached_prompt_tokens_per_s"
 
 # Which OpenInference span kind each agentflow step kind is shown as.
 STEP_KIND_TO_SPAN_KIND: Final[dict[str, OpenInferenceSpanKindValues]] = {

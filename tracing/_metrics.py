@@ -9,6 +9,10 @@ instrument                                 unit           kind
 ``agentflow.cost``                         ``USD``        counter
 ``agentflow.cache.hits``                   ``{hit}``      counter
 ``agentflow.cost.saved``                   ``USD``        counter
+``agentflow.replica.health``               ``{event}``    counter (cooldown, probe, recovered)
+``agentflow.calls``                        ``{call}``     counter (per cache outcome, status)
+``agentflow.tokens``                       ``{token}``    counter (per ``agentflow.token.kind``)
+``agentflow.calls.in_flight``              ``{call}``     up-down counter
 =========================================  =============  ========================
 
 Bucket boundaries are the GenAI semantic conventions' advice. Instruments are created
@@ -31,7 +35,7 @@ from tracing._providers import SCOPE_NAME
 from tracing._providers import meter as current_meter
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider
+    from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider, UpDownCounter
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -39,6 +43,8 @@ __all__ = [
     "Metrics",
     "record_cache_hit",
     "record_call",
+    "record_in_flight",
+    "record_replica_event",
 ]
 
 METER_NAME: Final = SCOPE_NAME
@@ -56,6 +62,10 @@ TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
 COST: Final = "agentflow.cost"
 CACHE_HITS: Final = "agentflow.cache.hits"
 COST_SAVED: Final = "agentflow.cost.saved"
+REPLICA_HEALTH: Final = "agentflow.replica.health"
+CALLS: Final = "agentflow.calls"
+TOKENS: Final = "agentflow.tokens"
+IN_FLIGHT: Final = "agentflow.calls.in_flight"
 
 
 def _histogram(
@@ -70,16 +80,20 @@ def _histogram(
 
 
 class _Instruments:
-    """The six instruments, made from one meter."""
+    """The instruments, made from one meter."""
 
     __slots__ = (
         "cache_hits",
+        "calls",
         "cost",
         "cost_saved",
+        "in_flight",
         "meter",
         "operation_duration",
+        "replica_health",
         "time_to_first_chunk",
         "token_usage",
+        "tokens",
     )
 
     def __init__(self, meter: Meter) -> None:
@@ -104,6 +118,20 @@ class _Instruments:
         )
         self.cost_saved: Counter = meter.create_counter(
             COST_SAVED, unit="USD", description="Cost avoided by cache hits."
+        )
+        self.replica_health: Counter = meter.create_counter(
+            REPLICA_HEALTH,
+            unit="{event}",
+            description="Replica cooldowns, half-open probes and recoveries.",
+        )
+        self.calls: Counter = meter.create_counter(
+            CALLS, unit="{call}", description="Model calls and cache hits, by outcome."
+        )
+        self.tokens: Counter = meter.create_counter(
+            TOKENS, unit="{token}", description="Tokens by kind (uncached/cached input, output)."
+        )
+        self.in_flight: UpDownCounter = meter.create_up_down_counter(
+            IN_FLIGHT, unit="{call}", description="Model calls sent and not yet answered."
         )
 
 
@@ -150,9 +178,12 @@ class Metrics:
         ttft_s: float | None = None,
         response_model: str | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
+        cached_input_tokens: int | None = None,
     ) -> None:
         """Record one model call. ``attributes`` adds low-cardinality dimensions (tier,
-        endpoint); never put user ids or prompts there."""
+        endpoint); never put user ids or prompts there. ``agentflow.calls`` counts it
+        with ``agentflow.status`` ok or error; ``agentflow.tokens`` counts its tokens by
+        kind, ``cached_input_tokens`` being part of ``input_tokens``."""
         made = self._instruments()
         attrs: dict[str, AttributeValue] = {
             c.GEN_AI_OPERATION_NAME: operation,
@@ -174,6 +205,15 @@ class Metrics:
         if duration_s is not None:
             duration_attrs = attrs if error_type is None else {**attrs, c.ERROR_TYPE: error_type}
             made.operation_duration.record(duration_s, duration_attrs)
+        made.calls.add(1, {**attrs, c.AGENTFLOW_STATUS: "ok" if error_type is None else "error"})
+        cached = min(cached_input_tokens or 0, input_tokens or 0)
+        for kind, count in (
+            ("input_uncached", (input_tokens or 0) - cached),
+            ("input_cached", cached),
+            ("output", output_tokens or 0),
+        ):
+            if count:
+                made.tokens.add(count, {**attrs, c.AGENTFLOW_TOKEN_KIND: kind})
 
     def record_cache_hit(
         self,
@@ -188,6 +228,25 @@ class Metrics:
         made.cache_hits.add(1, attrs)
         if float(saved_usd) > 0:
             made.cost_saved.add(float(saved_usd), attrs)
+        outcome = {c.AGENTFLOW_CACHE_OUTCOME: kind, c.AGENTFLOW_STATUS: "ok"}
+        made.calls.add(1, {**(attributes or {}), **outcome})
+
+    def record_in_flight(
+        self, delta: int, attributes: Mapping[str, AttributeValue] | None = None
+    ) -> None:
+        """A call was sent (+1) or answered, failed or abandoned (-1)."""
+        self._instruments().in_flight.add(delta, attributes)
+
+    def record_replica_event(
+        self, *, event: str, endpoint: str, attributes: Mapping[str, AttributeValue] | None = None
+    ) -> None:
+        """Record a replica health event: ``cooldown``, ``probe`` or ``recovered``."""
+        attrs: dict[str, AttributeValue] = {
+            c.AGENTFLOW_REPLICA_EVENT: event,
+            c.AGENTFLOW_ENDPOINT: endpoint,
+            **(attributes or {}),
+        }
+        self._instruments().replica_health.add(1, attrs)
 
 
 # Follows tracing.meter(): the injected meter provider, else the global one.
@@ -207,6 +266,7 @@ def record_call(
     *,
     response_model: str | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
+    cached_input_tokens: int | None = None,
 ) -> None:
     """Record one model call on ``tracing.meter()``'s provider: the one given to
     ``tracing.use_providers()``, else the global one (see ``Metrics.record_call``)."""
@@ -222,6 +282,7 @@ def record_call(
         ttft_s=ttft_s,
         response_model=response_model,
         attributes=attributes,
+        cached_input_tokens=cached_input_tokens,
     )
 
 
@@ -233,3 +294,15 @@ def record_cache_hit(
 ) -> None:
     """Record a cache hit on ``tracing.meter()``'s provider (see ``record_call``)."""
     _default.record_cache_hit(kind=kind, saved_usd=saved_usd, attributes=attributes)
+
+
+def record_in_flight(delta: int, attributes: Mapping[str, AttributeValue] | None = None) -> None:
+    """Count a call in flight (+1) or done (-1) on ``tracing.meter()``'s provider."""
+    _default.record_in_flight(delta, attributes)
+
+
+def record_replica_event(
+    event: str, endpoint: str, *, attributes: Mapping[str, AttributeValue] | None = None
+) -> None:
+    """Record a replica health event on ``tracing.meter()``'s provider."""
+    _default.record_replica_event(event=event, endpoint=endpoint, attributes=attributes)

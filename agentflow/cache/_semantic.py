@@ -18,6 +18,10 @@ inside the store's transaction (atomic across processes on a ``DiskStore``) and,
 the same store show up at once; the matrix is built lazily, on a partition's first use.
 The store expires entries by TTL on its side; in memory, an expired row is filtered out
 of the search and dropped.
+
+Shared across machines: ``SemanticCache(store=PgVectorStore(dsn))`` searches PostgreSQL
+(pgvector) on a miss in this process's memory, which is kept as a near tier in front of it
+(see ``_semantic_shared``).
 """
 
 from __future__ import annotations
@@ -34,10 +38,16 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from agentflow._errors import CacheBackendError, ConfigError
+from agentflow._errors import CacheBackendError
 from agentflow.cache._degrade import CacheStats, Counters, backend_warnings
 from agentflow.cache._disk import DiskStore
 from agentflow.cache._rows import Rows, unit
+from agentflow.cache._semantic_shared import (
+    EmbeddingDimensionError,
+    SharedVectorStore,
+    is_shared,
+    near_ttl,
+)
 from agentflow.cache._stores import (
     CacheStore,
     MemoryStore,
@@ -56,21 +66,7 @@ if TYPE_CHECKING:
 __all__ = ["EmbeddingDimensionError", "SemanticCache"]
 
 _FORMAT = "sem-v1"
-
-
-class EmbeddingDimensionError(ConfigError):
-    """A vector's length differs from the vectors its partition already holds."""
-
-    def __init__(self, partition: str, expected: int, got: int) -> None:
-        self.partition = partition
-        self.expected = expected
-        self.got = got
-        super().__init__(
-            f"semantic cache partition {partition!r} holds {expected}-dim vectors, got a "
-            f"{got}-dim one: the embedding model changed. Pass the embedding model's name "
-            "to partition_key(embedder=...) so each model gets its own partitions, or clear "
-            "the semantic cache."
-        )
+_MISS = object()  # the near tier missed; the shared tier is asked next
 
 
 class _Partition:
@@ -113,8 +109,11 @@ class SemanticCache:
     ``SemanticCache()`` keeps entries in this process only; ``SemanticCache(directory)``
     persists them under ``directory`` (a ``DiskStore``: JSON in SQLite, no pickle) so they
     outlive the process and are shared by processes on the machine;
-    ``SemanticCache(store=...)`` uses any ``CacheStore``. ``max_entries`` caps each
-    partition, evicting its oldest entries. ``clock`` (unix seconds) decides expiry in
+    ``SemanticCache(store=...)`` uses any ``CacheStore``, or a shared vector store
+    (``PgVectorStore``): entries are then searched in the database, shared by every
+    machine, with this cache's memory as a near tier in front (a shared hit is copied
+    there for at most ``near_ttl`` seconds). ``max_entries`` caps each partition, evicting
+    its oldest entries. ``clock`` (unix seconds) decides expiry in
     memory; inject one in tests.
 
     Thread-safe, with one lock per partition (numpy releases the GIL in the product, so
@@ -127,18 +126,26 @@ class SemanticCache:
         self,
         directory: str | os.PathLike[str] | None = None,
         *,
-        store: CacheStore | None = None,
+        store: CacheStore | SharedVectorStore | None = None,
         max_entries: int | None = None,
         clock: Callable[[], float] = time.time,
+        near_ttl: float = 60.0,
     ) -> None:
         if directory is not None and store is not None:
             raise ValueError("SemanticCache takes a directory or a store=, not both")
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be >= 1 or None; got {max_entries!r}")
+        self._shared: SharedVectorStore | None = None
+        if store is not None and is_shared(store):
+            self._shared = store  # type: ignore[assignment]  # is_shared checked it
+            store = MemoryStore()  # the near tier
         if store is None:
             store = MemoryStore() if directory is None else DiskStore(directory)
-        self._store = store
-        self._backend = backend_name(store)
+        if not isinstance(near_ttl, int | float) or not near_ttl > 0:
+            raise ValueError(f"near_ttl must be a number of seconds > 0; got {near_ttl!r}")
+        self._near_ttl = float(near_ttl)
+        self._store: CacheStore = store  # type: ignore[assignment]
+        self._backend = backend_name(self._shared or store)
         self._max_entries = max_entries
         self._clock = clock
         self._lock = threading.Lock()
@@ -147,7 +154,13 @@ class SemanticCache:
 
     @property
     def store(self) -> CacheStore:
+        """Where this process keeps its entries (the near tier when ``shared`` is set)."""
         return self._store
+
+    @property
+    def shared(self) -> SharedVectorStore | None:
+        """The shared vector store behind the near tier, if any."""
+        return self._shared
 
     @property
     def stats(self) -> CacheStats:
@@ -168,6 +181,20 @@ class SemanticCache:
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"threshold is a cosine similarity in [-1, 1]; got {threshold!r}")
         query = unit(vector)
+        found = self._near(partition, query, threshold)
+        if found is not _MISS or self._shared is None:
+            return None if found is _MISS else found  # type: ignore[return-value]
+        try:
+            far = self._shared.search(partition, query, threshold)
+        except CacheBackendError as exc:
+            self._counters.miss(error=True)
+            backend_warnings.report(self._backend, exc)
+            return None
+        return self._far_hit(partition, far)
+
+    def _near(self, partition: str, query: NDArray[np.float32], threshold: float) -> object:
+        """The near tier's answer: a hit (counted), None (a failed backend, counted), or
+        ``_MISS`` (not counted yet: the shared tier may still answer)."""
         state = self._partition(partition)
         with state.lock:
             try:
@@ -180,10 +207,20 @@ class SemanticCache:
                 raise EmbeddingDimensionError(partition, state.dim, query.shape[0])
             found = state.rows.nearest(query, self._clock())
         if found is None or found[1] < threshold:
-            self._counters.miss()
-            return None
+            if self._shared is None:
+                self._counters.miss()
+            return _MISS
         self._counters.hit()
         return json.loads(found[0]), found[1]
+
+    def _far_hit(self, partition: str, far: Any) -> tuple[dict[str, Any], float] | None:
+        """Count a shared-tier answer; copy a hit into the near tier."""
+        if far is None:
+            self._counters.miss()
+            return None
+        self._add_near(partition, far.vector, far.value, near_ttl(far.ttl_left, self._near_ttl))
+        self._counters.hit()
+        return far.value, far.similarity
 
     def add(
         self,
@@ -197,7 +234,25 @@ class SemanticCache:
         holds vectors of another length; a backend failure is a warned no-op."""
         query = unit(vector)
         ttl = check_ttl(ttl)
-        text = encode(value)  # fails before anything is written
+        encode(value)  # fails before anything is written
+        if self._shared is not None:
+            try:
+                self._shared.insert(partition, query, value, ttl)
+            except CacheBackendError as exc:
+                self._counters.error()
+                backend_warnings.report(self._backend, exc)
+            ttl = near_ttl(ttl, self._near_ttl)
+        self._add_near(partition, query, value, ttl)
+
+    def _add_near(
+        self,
+        partition: str,
+        query: NDArray[np.float32],
+        value: Mapping[str, Any],
+        ttl: float | None,
+    ) -> None:
+        """``add`` to this process's store only."""
+        text = encode(value)
         expires_at = None if ttl is None else self._clock() + ttl
         entry = {
             "vector": base64.b64encode(query.astype("<f4").tobytes()).decode("ascii"),
@@ -231,8 +286,23 @@ class SemanticCache:
     async def alookup(
         self, partition: str, vector: ArrayLike, threshold: float
     ) -> tuple[dict[str, Any], float] | None:
-        """``lookup`` in a worker thread (the product and the store may block)."""
-        return await asyncio.to_thread(self.lookup, partition, vector, threshold)
+        """``lookup`` in a worker thread (the product and the store may block); with a
+        shared store, the near tier in a thread and the shared one on async I/O."""
+        if self._shared is None:
+            return await asyncio.to_thread(self.lookup, partition, vector, threshold)
+        if not -1.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold is a cosine similarity in [-1, 1]; got {threshold!r}")
+        query = unit(vector)
+        found = await asyncio.to_thread(self._near, partition, query, threshold)
+        if found is not _MISS:
+            return found  # type: ignore[return-value]
+        try:
+            far = await self._shared.asearch(partition, query, threshold)
+        except CacheBackendError as exc:
+            self._counters.miss(error=True)
+            backend_warnings.report(self._backend, exc)
+            return None
+        return self._far_hit(partition, far)
 
     async def aadd(
         self,
@@ -241,7 +311,20 @@ class SemanticCache:
         value: Mapping[str, Any],
         ttl: float | None = None,
     ) -> None:
-        await asyncio.to_thread(self.add, partition, vector, value, ttl)
+        if self._shared is None:
+            await asyncio.to_thread(self.add, partition, vector, value, ttl)
+            return
+        query = unit(vector)
+        ttl = check_ttl(ttl)
+        encode(value)
+        try:
+            await self._shared.ainsert(partition, query, value, ttl)
+        except CacheBackendError as exc:
+            self._counters.error()
+            backend_warnings.report(self._backend, exc)
+        await asyncio.to_thread(
+            self._add_near, partition, query, value, near_ttl(ttl, self._near_ttl)
+        )
 
     def __len__(self) -> int:
         """Entries held in memory across the partitions loaded so far (expired included
@@ -254,7 +337,11 @@ class SemanticCache:
         """Forget one partition (a tenant's entries, say) or, with None, the whole store.
 
         Raises ``CacheBackendError`` when the store fails: forgetting must not fail quietly.
+        With a shared store, forgets there too (other machines' near tiers keep their
+        copies for at most ``near_ttl`` seconds).
         """
+        if self._shared is not None:
+            self._shared.clear(partition)
         if partition is None:
             with self._lock:
                 states = list(self._partitions.values())
@@ -274,6 +361,8 @@ class SemanticCache:
 
     def close(self) -> None:
         self._store.close()
+        if self._shared is not None:
+            self._shared.close()
 
     # -- internals ---------------------------------------------------------------------
 

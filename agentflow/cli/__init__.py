@@ -2,6 +2,7 @@
 
 agentflow serve-local --replicas 2      start local llama-server replicas
 agentflow serve-local --install-only    build/install llama-server and the models
+agentflow report spans.jsonl [--since T] [--until T] [--json] [--html OUT.html]
 agentflow route train --data outcomes.jsonl --out router.json
 agentflow route eval --data outcomes.jsonl --plot curve.png
 agentflow budgets holds --redis URL | --disk DIR [--key K] [--release-older-than S]

@@ -1,34 +1,34 @@
-"""``agentflow report``: cost and latency tables from a JSONL span file or a Phoenix project.
+"""``agentflow report``: cost, GPU utilisation, savings and latency from a JSONL span
+file or a Phoenix project, over a time window.
 
 Reads the spans ``tracing.JsonlSpanExporter`` wrote (and/or a Phoenix project's spans),
 sums ``llm.cost.*`` and token counts over LLM and EMBEDDING spans only (the roll-ups on
 run and step spans would count everything twice), groups them by their run (the AGENT
 ancestor), step (nearest ancestor with ``agentflow.step.name``), tier and endpoint, and
-checks each run's sum against the run span's ``agentflow.cost.total_usd`` roll-up.
+checks each run's sum against the run span's ``agentflow.cost.total_usd`` roll-up. The
+economics (``_economics``), latency and traffic (``_traffic``) and the JSON object
+(``_summary``) are computed over the calls that started inside the window; the page is
+drawn by ``_html``.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
+import json
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from openinference.semconv.trace import SpanAttributes as OI
-
-from agentflow.cli._spans import (
-    ReportError,
-    SpanRecord,
-    call_cost,
-    read_jsonl,
-    read_phoenix,
-    to_float,
-    to_int,
-)
+from agentflow.cli._calls import Call, Calls, Window, label_calls, parse_moment
+from agentflow.cli._economics import savings
+from agentflow.cli._escalation import ESCALATION_COLUMNS, add_escalation, escalation_rows
+from agentflow.cli._html import Table, render_page
+from agentflow.cli._spans import ReportError, SpanRecord, read_jsonl, read_phoenix, to_float
+from agentflow.cli._summary import summarise
+from agentflow.cli._traffic import percentile
 from tracing import attributes as A
 
 __all__ = [
@@ -40,13 +40,13 @@ __all__ = [
     "build_report",
     "format_usd",
     "read_jsonl",
+    "render_economics",
     "render_html",
+    "render_text",
     "run",
 ]
 
 GROUPINGS: Final = ("run", "step", "tier", "endpoint")
-_CALL_KINDS: Final = frozenset({"LLM", "EMBEDDING"})
-_NONE: Final = "(none)"
 # A run's LLM spans and its roll-up are both rounded floats: agree within this.
 _TOLERANCE_USD: Final = 1e-9
 
@@ -74,103 +74,74 @@ class Group:
         return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
     def percentile_ms(self, p: float) -> float | None:
-        """Nearest-rank percentile of the call latencies; None without any."""
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        rank = max(1, math.ceil(p / 100 * len(ordered)))
-        return ordered[rank - 1]
+        """Nearest-rank percentile of the latencies of calls that reached a model."""
+        return percentile(self.latencies_ms, p)
 
-    def add(self, span: SpanRecord) -> None:
-        attrs = span.attributes
+    def add(self, call: Call) -> None:
         self.calls += 1
-        self.errors += int(span.error)
-        if attrs.get(A.AGENTFLOW_CACHE_HIT) is True:
-            self.cache_hits += 1
-            self.saved.append(to_float(attrs.get(A.AGENTFLOW_COST_SAVED_USD)))
-        self.prompt_tokens += to_int(attrs.get(OI.LLM_TOKEN_COUNT_PROMPT))
-        self.cached_tokens += to_int(attrs.get(OI.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_READ))
-        self.completion_tokens += to_int(attrs.get(OI.LLM_TOKEN_COUNT_COMPLETION))
-        self.costs.append(call_cost(attrs))
-        if span.start_ns is not None and span.end_ns is not None:
-            self.latencies_ms.append((span.end_ns - span.start_ns) / 1e6)
+        self.errors += int(call.span.error)
+        self.cache_hits += int(call.cache_hit)
+        self.saved.append(math.fsum(savings(call).values()))
+        self.prompt_tokens += call.prompt_tokens
+        self.cached_tokens += call.cached_tokens
+        self.completion_tokens += call.completion_tokens
+        self.costs.append(call.cost_usd)
+        if not call.cache_hit and (ms := call.latency_ms) is not None:
+            self.latencies_ms.append(ms)
 
 
 @dataclass
 class Report:
-    """Groups per dimension (``run``, ``step``, ``tier``, ``endpoint``) and check warnings."""
+    """Groups per dimension (``run``, ``step``, ``tier``, ``endpoint``), check warnings,
+    and the labelled calls and window the economics are computed over."""
 
     tables: dict[str, dict[str, Group]]
     # (step, tier) → USD, for the chart
     step_tier_cost: dict[tuple[str, str], float]
     warnings: list[str]
     span_count: int
+    calls: Calls = field(default_factory=lambda: Calls([], {}, 0))
+    window: Window = field(default_factory=lambda: Window(0, 1))
+
+    def summary(self, bucket_s: int | None = None) -> dict[str, Any]:
+        """The machine-readable report (what ``--json`` prints)."""
+        out = summarise(self.calls, self.window, bucket_s=bucket_s)
+        add_escalation(out, [c for c in self.calls.calls if self.window.holds(c.start_ns)])
+        out["warnings"] = list(self.warnings)
+        return out
 
 
-def build_report(spans: Iterable[SpanRecord]) -> Report:
-    """Group the LLM and EMBEDDING spans; check each run's sum against its roll-up.
+def build_report(
+    spans: Iterable[SpanRecord], *, since: int | None = None, until: int | None = None
+) -> Report:
+    """Group the LLM and EMBEDDING spans that started in ``[since, until)`` (ns since
+    the epoch; all of them by default); check each run's sum against its roll-up.
 
     A span seen twice (same trace and span id, e.g. in both the file and Phoenix) counts
-    once: the first copy wins.
+    once: the first copy wins. A run is checked only when it lies wholly in the window.
     """
-    by_id: dict[tuple[str, str], SpanRecord] = {}
-    for span in spans:
-        by_id.setdefault((span.trace_id, span.span_id), span)
-
-    def ancestors(span: SpanRecord) -> Iterable[SpanRecord]:
-        seen: set[str] = set()
-        parent_id = span.parent_id
-        while parent_id and parent_id not in seen:
-            seen.add(parent_id)
-            parent = by_id.get((span.trace_id, parent_id))
-            if parent is None:
-                return
-            yield parent
-            parent_id = parent.parent_id
-
-    runs = [s for s in by_id.values() if s.kind == "AGENT"]
-    names = [_run_name(s) for s in runs]
-    run_labels = {
-        (s.trace_id, s.span_id): name if names.count(name) == 1 else f"{name} [{s.span_id[:8]}]"
-        for s, name in zip(runs, names, strict=True)
-    }
-
+    source = label_calls(spans)
+    window = Window.over(source, since, until)
     tables: dict[str, dict[str, Group]] = {g: {} for g in GROUPINGS}
     step_tier: dict[tuple[str, str], float] = {}
-    run_sums: dict[tuple[str, str], list[float]] = {key: [] for key in run_labels}
-    for span in by_id.values():
-        if span.kind not in _CALL_KINDS:
+    run_sums: dict[tuple[str, str], list[float]] = {key: [] for key in source.runs}
+    for call in source.calls:
+        if not window.holds(call.start_ns):
             continue
-        run_key: tuple[str, str] | None = None
-        step = ""
-        for parent in ancestors(span):
-            if not step and parent.attributes.get(A.AGENTFLOW_STEP_NAME):
-                step = str(parent.attributes[A.AGENTFLOW_STEP_NAME])
-            if parent.kind == "AGENT":
-                run_key = (parent.trace_id, parent.span_id)
-                break
-        labels = {
-            "run": run_labels[run_key] if run_key else "(no run)",
-            "step": step or "(no step)",
-            "tier": str(span.attributes.get(A.AGENTFLOW_TIER) or _NONE),
-            "endpoint": str(
-                span.attributes.get(A.AGENTFLOW_ENDPOINT)
-                or span.attributes.get(OI.LLM_MODEL_NAME)
-                or _NONE
-            ),
-        }
+        labels = {"run": call.run, "step": call.step, "tier": call.tier, "endpoint": call.endpoint}
         for grouping, label in labels.items():
-            tables[grouping].setdefault(label, Group()).add(span)
-        cost = call_cost(span.attributes)
-        if run_key:
-            run_sums[run_key].append(cost)
-        key = (labels["step"], labels["tier"])
-        step_tier[key] = step_tier.get(key, 0.0) + cost
+            tables[grouping].setdefault(label, Group()).add(call)
+        if call.run_key:
+            run_sums[call.run_key].append(call.cost_usd)
+        key = (call.step, call.tier)
+        step_tier[key] = step_tier.get(key, 0.0) + call.cost_usd
 
     warnings: list[str] = []
-    for key, label in run_labels.items():
-        rollup = by_id[key].attributes.get(A.AGENTFLOW_COST_TOTAL_USD)
-        if rollup is None:
+    for key, (label, span) in source.runs.items():
+        rollup = span.attributes.get(A.AGENTFLOW_COST_TOTAL_USD)
+        whole = since is None and until is None
+        inside = window.holds(span.start_ns) and window.holds((span.end_ns or 1) - 1)
+        if rollup is None or not (whole or inside):
             continue
         summed = math.fsum(run_sums[key])
         if abs(summed - to_float(rollup)) > _TOLERANCE_USD:
@@ -179,12 +150,7 @@ def build_report(spans: Iterable[SpanRecord]) -> Report:
                 f"span's {A.AGENTFLOW_COST_TOTAL_USD} is ${to_float(rollup):.8f} "
                 "(spans missing from the source?)"
             )
-    return Report(tables, step_tier, warnings, len(by_id))
-
-
-def _run_name(span: SpanRecord) -> str:
-    name = span.attributes.get(A.AGENTFLOW_RUN_NAME)
-    return str(name) if name else span.name
+    return Report(tables, step_tier, warnings, source.span_count, source, window)
 
 
 # -- rendering -------------------------------------------------------------------------
@@ -235,108 +201,96 @@ def render_text(report: Report, by: Sequence[str]) -> str:
     """The tables as aligned plain text, one per grouping in ``by``."""
     out: list[str] = []
     for grouping in by:
-        rows = _rows(report.tables[grouping])
-        header = [f"by {grouping}", *COLUMNS]
-        body = [[label, *cells] for label, cells in rows]
-        widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-
-        def line(cells: Sequence[str], widths: Sequence[int] = widths) -> str:
-            first = cells[0].ljust(widths[0])
-            rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
-            return "  ".join([first, *rest]).rstrip()
-
-        out.append(line(header))
-        out.append("  ".join("-" * w for w in widths))
-        out.extend(line(r) for r in body)
+        body = [[label, *cells] for label, cells in _rows(report.tables[grouping])]
+        out.extend(_aligned([f"by {grouping}", *COLUMNS], body))
         if not body:
             out.append("(no LLM or EMBEDDING spans)")
         out.append("")
     return "\n".join(out)
 
 
-_PALETTE: Final = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1")
+_ECONOMICS_COLUMNS: Final = (
+    "GPU-h provisioned",
+    "GPU-h busy",
+    "utilisation",
+    "idle USD",
+    "$/Mtok in",
+    "$/Mtok out",
+    "+idle in",
+    "+idle out",
+)
 
 
-def _svg_chart(report: Report) -> str:
-    """Cost per step as horizontal bars, stacked by tier, as inline SVG."""
-    steps = sorted(
-        {s for s, _ in report.step_tier_cost},
-        key=lambda s: -sum(c for (st, _), c in report.step_tier_cost.items() if st == s),
-    )
-    tiers = sorted({t for _, t in report.step_tier_cost})
-    colour = {t: _PALETTE[i % len(_PALETTE)] for i, t in enumerate(tiers)}
-    totals = {s: sum(report.step_tier_cost.get((s, t), 0.0) for t in tiers) for s in steps}
-    top = max(totals.values(), default=0.0) or 1.0
-    label_w, bar_w, row_h, pad = 160, 480, 26, 10
-    legend_h = 24
-    height = pad * 2 + legend_h + row_h * max(1, len(steps))
-    width = label_w + bar_w + 140
-    esc = html.escape
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" aria-label="cost per step, stacked by tier">'
+def _aligned(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest]).rstrip()
+
+    return [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in body)]
+
+
+def _opt(value: float | None, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def render_economics(summary: Mapping[str, Any]) -> str:
+    """GPU-hour endpoints (utilisation, idle $, $/Mtok), savings by kind, the window;
+    ``--json`` and the page have $/Mtok for every endpoint."""
+    body = [
+        [
+            name,
+            _opt(e["provisioned_gpu_hours"], "{:.6f}"),
+            _opt(e["busy_gpu_hours"], "{:.6f}"),
+            _opt(e["utilisation"], "{:.1%}"),
+            _opt(e["idle_usd"], "{:.8f}"),
+            _opt(e["usd_per_mtok_input"], "{:.4f}"),
+            _opt(e["usd_per_mtok_output"], "{:.4f}"),
+            _opt(e["usd_per_mtok_input_with_idle"], "{:.4f}"),
+            _opt(e["usd_per_mtok_output_with_idle"], "{:.4f}"),
+        ]
+        for name, e in summary["endpoints"].items()
+        if e["provisioned_gpu_hours"] is not None
     ]
-    x = label_w
-    for tier in tiers:
-        parts.append(
-            f'<rect x="{x}" y="{pad}" width="12" height="12" fill="{colour[tier]}"/>'
-            f'<text x="{x + 16}" y="{pad + 11}" font-size="12">{esc(tier)}</text>'
-        )
-        x += 24 + 7 * len(tier)
-    for row, step in enumerate(steps):
-        y = pad + legend_h + row * row_h
-        parts.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" font-size="12" '
-            f'text-anchor="end">{esc(step)}</text>'
-        )
-        x0 = float(label_w)
-        for tier in tiers:
-            cost = report.step_tier_cost.get((step, tier), 0.0)
-            if cost <= 0:
-                continue
-            w = bar_w * cost / top
-            parts.append(
-                f'<rect x="{x0:.1f}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" '
-                f'fill="{colour[tier]}"><title>{esc(step)} / {esc(tier)}: $'
-                f"{format_usd(cost)}</title></rect>"
-            )
-            x0 += w
-        parts.append(
-            f'<text x="{x0 + 6:.1f}" y="{y + 15}" font-size="12">${format_usd(totals[step])}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    out = _aligned(["GPU-hour endpoints", *_ECONOMICS_COLUMNS], body) if body else []
+    if rows := escalation_rows(summary):  # steps that escalate: what rejected answers cost
+        out += [""] if out else []
+        out += _aligned(["escalation", *ESCALATION_COLUMNS], rows)
+    saved = summary["totals"]["saved"]
+    window = summary["window"]
+    out += [
+        "",
+        "saved USD: "
+        + ", ".join(f"{kind.replace('_', ' ')} {format_usd(usd)}" for kind, usd in saved.items()),
+        f"window: {window['since']} to {window['until']} ({window['seconds']:.1f} s)",
+        "",
+    ]
+    return "\n".join(out)
 
 
-def render_html(report: Report, by: Sequence[str], title: str) -> str:
-    """A self-contained page (no external resources): the chart and the tables."""
-    esc = html.escape
-    sections = []
-    for grouping in by:
-        head = "".join(f"<th>{esc(c)}</th>" for c in [f"by {grouping}", *COLUMNS])
-        body = "".join(
-            "<tr><td>"
-            + esc(label)
-            + "</td>"
-            + "".join(f"<td>{esc(c)}</td>" for c in cells)
-            + "</tr>"
-            for label, cells in _rows(report.tables[grouping])
-        )
-        sections.append(f"<h2>By {esc(grouping)}</h2><table><tr>{head}</tr>{body}</table>")
-    warnings = "".join(f'<p class="warn">{esc(w)}</p>' for w in report.warnings)
-    style = (
-        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
-        "table{border-collapse:collapse;margin-bottom:1.5em}"
-        "th,td{border:1px solid #ccc;padding:4px 8px}td+td,th+th{text-align:right}"
-        "th{background:#f3f3f3}.warn{color:#b00}"
-    )
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{esc(title)}</title><style>{style}</style></head><body>"
-        f"<h1>{esc(title)}</h1>{warnings}<h2>Cost per step, by tier</h2>{_svg_chart(report)}"
-        + "".join(sections)
-        + "</body></html>\n"
-    )
+def _tables(report: Report, by: Sequence[str]) -> list[Table]:
+    return [
+        (f"By {grouping}", [f"by {grouping}", *COLUMNS], [[label, *cells] for label, cells in rows])
+        for grouping in by
+        for rows in [_rows(report.tables[grouping])]
+    ]
+
+
+def render_html(
+    report: Report,
+    by: Sequence[str],
+    title: str,
+    bucket_s: int | None = None,
+    *,
+    summary: Mapping[str, Any] | None = None,
+) -> str:
+    """A self-contained page (no script, nothing fetched): charts, tables, runs.
+    ``summary`` is ``report.summary(bucket_s)`` when the caller already has it."""
+    if summary is None:
+        summary = report.summary(bucket_s)
+    return render_page(title, summary, report.step_tier_cost, _tables(report, by))
 
 
 # -- command ---------------------------------------------------------------------------
@@ -352,15 +306,30 @@ def _groupings(value: str) -> list[str]:
     return chosen
 
 
+def _moment(value: str) -> int:
+    try:
+        return parse_moment(value)
+    except ReportError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _bucket(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"--bucket takes whole seconds >= 1; got {value!r}")
+    return int(value)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the ``report`` subcommand; it sets ``func=run`` on the namespace."""
     parser = subparsers.add_parser(
         "report",
-        help="cost, token and latency tables from a JSONL span file or a Phoenix project",
+        help="cost, GPU utilisation, savings and latency from a JSONL span file or Phoenix",
         description=(
             "Sum llm.cost.* and token counts over the LLM and EMBEDDING spans of a JSONL "
             "span file (tracing.JsonlSpanExporter) and/or a Phoenix project, and print "
-            "them per run, step, tier and endpoint with p50/p99 latency and errors."
+            "them per run, step, tier and endpoint with p50/p99 latency and errors; for "
+            "GPU-hour endpoints, provisioned and busy GPU-hours, utilisation and idle "
+            "cost over the window; $ per million tokens; savings by kind."
         ),
     )
     parser.add_argument("spans", nargs="?", metavar="SPANS.jsonl", help="JSONL span file")
@@ -368,7 +337,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument(
         "--project", default="default", help="Phoenix project name (default: default)"
     )
+    parser.add_argument(
+        "--since",
+        type=_moment,
+        metavar="TIME",
+        help="window start: ISO 8601 (UTC unless it says) or epoch seconds "
+        "(default: the first call's start)",
+    )
+    parser.add_argument(
+        "--until",
+        type=_moment,
+        metavar="TIME",
+        help="window end, exclusive (default: just after the last call's end)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of the tables"
+    )
     parser.add_argument("--html", metavar="OUT.html", help="also write a self-contained page")
+    parser.add_argument(
+        "--bucket",
+        type=_bucket,
+        metavar="SECONDS",
+        help="traffic bucket width (default: at most 60 buckets over the window)",
+    )
     parser.add_argument(
         "--by",
         type=_groupings,
@@ -396,17 +387,26 @@ def run(args: argparse.Namespace) -> int:
     """Run ``report`` with parsed arguments; returns the exit code."""
     emit = print
     try:
-        report = build_report(_collect(args))
-        emit(render_text(report, args.by))
+        report = build_report(
+            _collect(args), since=getattr(args, "since", None), until=getattr(args, "until", None)
+        )
+        summary = report.summary(getattr(args, "bucket", None))
+        if getattr(args, "json", False):
+            emit(json.dumps(summary, indent=2, allow_nan=False))
+        else:
+            emit(render_text(report, args.by))
+            emit(render_economics(summary))
         for warning in report.warnings:
             print(warning, file=sys.stderr, flush=True)
         if args.html:
             title = f"agentflow report: {args.spans or args.project}"
+            page = render_html(report, args.by, title, summary=summary)
             try:
-                Path(args.html).write_text(render_html(report, args.by, title), encoding="utf-8")
+                Path(args.html).write_text(page, encoding="utf-8")
             except OSError as exc:
                 raise ReportError(f"cannot write {args.html}: {exc}") from exc
-            emit(f"wrote {args.html}")
+            if not getattr(args, "json", False):
+                emit(f"wrote {args.html}")
     except ReportError as exc:
         print(f"agentflow report: {exc}", file=sys.stderr)
         return 1

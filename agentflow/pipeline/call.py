@@ -1,6 +1,10 @@
-"""Stage 5, call: shape the request for litellm, send it, classify what failed and say
-how long to back off (tenacity's wait and stop strategies). litellm itself is imported
-lazily (``agentflow._litellm``).
+"""Stage 5, call: shape the request, send it, classify what failed and say how long to
+back off (tenacity's wait and stop strategies).
+
+Two transports carry a call: an OpenAI-compatible server at an ``api_base`` (llama.cpp,
+vLLM, SGLang, ...) is called on agentflow's own pooled HTTP client
+(``agentflow.pipeline.openai_http``, the fast path); every other provider goes through
+litellm, imported lazily (``agentflow._litellm``) and only when a call needs it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from agentflow._litellm import litellm, warm_up
+from agentflow._litellm import imported, litellm, warm_up
+from agentflow.pipeline import openai_http
 from agentflow.pipeline.effects import Call, Outcome, status_code
 
 if TYPE_CHECKING:
@@ -26,6 +31,7 @@ __all__ = [
     "asend",
     "classify",
     "litellm",
+    "ready",
     "request_kwargs",
     "reset_clients",
     "retry_after",
@@ -102,8 +108,15 @@ def _embedding_client(endpoint: Endpoint, use_async: bool) -> Any:
 
 
 def reset_clients() -> None:
-    """Drop the pooled embedding clients (testing; they are rebuilt on demand)."""
+    """Drop the pooled clients (testing; they are rebuilt on demand)."""
     _clients.clear()
+    openai_http.close_clients()
+
+
+def ready(endpoint: Endpoint) -> bool:
+    """Whether a call to ``endpoint`` can start now: it takes the fast path, or litellm
+    is imported already (the plan imports it first, outside any span's time)."""
+    return imported() or openai_http.eligible(endpoint)
 
 
 def _final_kwargs(call: Call, use_async: bool) -> dict[str, Any]:
@@ -120,6 +133,8 @@ def _final_kwargs(call: Call, use_async: bool) -> dict[str, Any]:
 
 def send(call: Call) -> Outcome:
     """Perform ``call`` (blocking); the error, if any, is in the Outcome."""
+    if openai_http.eligible(call.endpoint):
+        return openai_http.send(call)
     ll = litellm()
     fn = ll.embedding if call.operation == "embeddings" else ll.completion
     kwargs = _final_kwargs(call, False)
@@ -135,6 +150,8 @@ async def asend(call: Call) -> Outcome:
     """Perform ``call`` under asyncio; the error, if any, is in the Outcome. A call
     still running at its deadline (``Call.deadline``, the retry policy's ``max_time``)
     is cancelled: a reply that drips in byte by byte cannot outlast it."""
+    if openai_http.eligible(call.endpoint):
+        return await openai_http.asend(call)
     ll = litellm()
     fn = ll.aembedding if call.operation == "embeddings" else ll.acompletion
     kwargs = _final_kwargs(call, True)
@@ -175,6 +192,8 @@ def classify(err: BaseException) -> str:
     gone: try the next), ``"context"`` (the prompt does not fit this model's context
     window: its replicas would refuse it too, a fallback tier may not) or ``"fatal"``
     (the request itself is wrong: stop)."""
+    if isinstance(err, openai_http.ReplyTooLarge):
+        return "failover"  # a replica gone wrong: another one may answer sanely
     name = type(err).__name__
     if name == "ContextWindowExceededError" or any(
         marker in str(err).lower() for marker in _CONTEXT_MARKERS

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 from agentflow._errors import CallError
-from agentflow._litellm import imported, litellm
 from agentflow.pipeline import call, score
 from agentflow.pipeline.effects import Call, Effect, Embed, Io, Outcome, Score, Sleep
 from agentflow.pipeline.plan import build_embedding_request, plan_embedding
@@ -79,7 +78,8 @@ async def _aembed(effect: Embed) -> Any:
         except CallError as err:
             return err
     try:
-        value = effect.embedder(effect.texts)
+        aembed = getattr(effect.embedder, "aembed", None)  # af.LocalEmbedder: off the loop
+        value = aembed(effect.texts) if callable(aembed) else effect.embedder(effect.texts)
         if inspect.isawaitable(value):
             value = await value
     except Exception as err:
@@ -116,7 +116,6 @@ EFFECTS: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Awaitable[Any]]]
 
 def run_plan(plan: Generator[Effect, Any, T]) -> T:
     """Run ``plan`` to its end, performing its effects synchronously."""
-    litellm()  # imported before the first span starts, so no span times the import
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -133,8 +132,6 @@ def run_plan(plan: Generator[Effect, Any, T]) -> T:
 
 async def arun_plan(plan: Generator[Effect, Any, T]) -> T:
     """Run ``plan`` to its end under asyncio; nothing it does blocks the event loop."""
-    if not imported():  # the import takes seconds: never on the loop
-        await asyncio.to_thread(litellm)
     value: Any = None
     error: BaseException | None = None
     while True:

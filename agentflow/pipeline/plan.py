@@ -9,6 +9,7 @@ retries, failover, budgets, caching and escalation exists once.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Generator
 from dataclasses import replace
@@ -21,16 +22,21 @@ from agentflow._completion import Completion, Embedding
 from agentflow._config import get_config, get_zoo
 from agentflow._context import current_run, current_step, in_scorer
 from agentflow._errors import BudgetExceededError, CallError, ConfigError, ScorerError
+from agentflow._litellm import litellm
 from agentflow._mode import get_mode
 from agentflow._policy import AUTO, Escalate, cache_control
 from agentflow._validate import check_call
-from agentflow.pipeline import account, layout, route
-from agentflow.pipeline.budget import BudgetGate
-from agentflow.pipeline.cache import CacheStage
+from agentflow.pipeline import account, dedup, distill, layout, route
+from agentflow.pipeline import call as call_stage
+from agentflow.pipeline.budget import PROMPT_MARGIN, BudgetGate
+from agentflow.pipeline.cache import CacheHit, CacheStage
 from agentflow.pipeline.call import Backoff, classify, request_kwargs
-from agentflow.pipeline.effects import Call, Effect, Outcome, Score, ScoreFailed, Sleep
+from agentflow.pipeline.effects import Call, Effect, Io, Outcome, Score, ScoreFailed, Sleep
+from agentflow.pipeline.health import replica_health
+from agentflow.pipeline.load import engine_load
 from agentflow.pipeline.request import Request, Slot
 from agentflow.pipeline.score import needs_logprobs
+from agentflow.pipeline.stream import StreamStart
 
 __all__ = [
     "answer_at_tier",
@@ -74,8 +80,8 @@ def build_request(
     cache_arg = params.pop("cache", None)
     if cache_arg is not None and operation != "chat":
         raise ConfigError(
-            "cache= applies to af.complete without stream=True; streamed and embedding "
-            "calls are never served from the response cache"
+            "cache= applies to af.complete without stream=True; a stream follows its "
+            "step's cache policy, and embeddings are never served from the response cache"
         )
     prefix_cache = policy.prefix_cache if policy else True
     if prefix_cache:
@@ -98,6 +104,9 @@ def build_request(
             )
     zoo.check_tier(chosen)
     escalate = policy.escalate if policy and operation == "chat" and not scoring else None
+    if operation == "chat_stream" and policy and policy.escalate and not scoring:
+        # a stream is scored only when buffered; "direct" streams the step's tier unscored
+        escalate = policy.escalate if policy.escalate.stream == "buffer" else None
     if escalate is not None and needs_logprobs(escalate.scorer):
         params.setdefault("logprobs", True)  # the scorer reads token logprobs
     step_cache = policy.cache if policy is not None and not scoring else None
@@ -112,7 +121,7 @@ def build_request(
         prefix_cache=prefix_cache,
         on_budget=policy.on_budget if policy else "raise",
         operation=operation,
-        cache=cache_control(step_cache, cache_arg) if operation == "chat" else None,
+        cache=cache_control(step_cache, cache_arg) if operation != "embeddings" else None,
         routed_by=routed_by,
         run=run,
     )
@@ -131,27 +140,50 @@ def plan_completion(request: Request) -> Plan[Completion]:
     is not satisfied."""
     mode = get_mode()
     cache = CacheStage.open(request) if mode is None or mode.cache else None
+    flight: dedup.Flight | None = None
     if cache is not None:
         hit = yield from cache.lookup()
+        if hit is None and cache.shares_flights:
+            flight, leads = dedup.depart(cache.key)
+            if not leads:  # the same request is in flight: wait for its answer
+                hit = yield from _follow(request, cache, flight)
+                flight = None
         if hit is not None:
             return account.record_cache_hit(
                 request, hit.completion, hit.kind, hit.similarity, hit.saved_usd
             )
-    completion = yield from _climb(request)
-    if cache is not None:
-        yield from cache.save(completion)
+    try:
+        completion = yield from _climb(request)
+        if cache is not None:
+            yield from cache.save(completion)
+    finally:
+        if flight is not None and cache is not None:  # answered, failed or cancelled
+            dedup.land(cache.key, flight)
     return completion
+
+
+def _follow(request: Request, cache: CacheStage, flight: dedup.Flight) -> Plan[CacheHit | None]:
+    """Wait (at most the retry policy's max_time) for the leader, then read its stored
+    answer; None when there is none (the caller then asks the engine itself)."""
+    timeout = request.retry.max_time
+    landed = yield Io(lambda: flight.wait(timeout), lambda: flight.await_landing(timeout))
+    if not landed:
+        return None
+    return (yield from cache.lookup_exact())
 
 
 def _climb(request: Request) -> Plan[Completion]:
     """Answer at the step's tier; climb while the scorer is not satisfied."""
     ladder = request.ladder()
     best: Completion | None = None
+    answers: list[Completion] = []  # the scored answers, for the distillation data
     gate = BudgetGate(request)
     for level, tier_name in enumerate(ladder):
         if level > 0 and not (yield from gate.can_afford_tier(tier_name)):
             break  # escalation never spends past the budget: keep the best answer so far
-        completion = yield from _answer_within_budget(request, gate, tier_name, level)
+        completion = yield from _answer_within_budget(
+            request, gate, tier_name, level, _chat_success
+        )
         if request.escalate is None:
             return _finish(request, completion, None)
         confidence = yield from _score(request, request.escalate, completion)
@@ -159,7 +191,9 @@ def _climb(request: Request) -> Plan[Completion]:
         request.attempts[-1] = replace(request.attempts[-1], confidence=confidence)
         if best is None or (confidence or 0.0) > (best.confidence or 0.0):
             best = completion
+        answers.append(completion)
         if confidence is not None and confidence >= request.escalate.min_confidence:
+            yield from distill.record(request, answers)  # rejected below, accepted here
             return _finish(request, completion, True)
     assert best is not None  # the first tier always answers or raises
     if request.escalate is not None and request.escalate.on_unconfident == "raise":
@@ -200,8 +234,12 @@ def _score(request: Request, escalate: Escalate, completion: Completion) -> Plan
 
 
 def _answer_within_budget(
-    request: Request, gate: BudgetGate, tier_name: str, level: int
-) -> Plan[Completion]:
+    request: Request,
+    gate: BudgetGate,
+    tier_name: str,
+    level: int,
+    on_success: Callable[[Slot, BudgetGate], Plan[T]],
+) -> Plan[T]:
     """Answer at ``tier_name``; when a budget refuses, apply the step's ``on_budget``:
     ``raise`` (default), ``downgrade`` (the strongest cheaper tier that fits) or ``trim``
     (drop the oldest non-system messages until the prompt fits)."""
@@ -213,7 +251,7 @@ def _answer_within_budget(
     for name in tiers:
         while True:
             try:
-                return (yield from answer_at_tier(request, gate, name, level, _chat_success))
+                return (yield from answer_at_tier(request, gate, name, level, on_success))
             except BudgetExceededError as err:
                 refusal = err
                 if request.on_budget == "trim" and layout.trim_oldest(request.messages):
@@ -297,13 +335,25 @@ def answer_at_tier(
     )
     deadline = started + request.retry.max_time
     order = list(route.candidates(request.zoo, tier_name, key))
+    first_pass = len(order)  # replicas in cooldown come again after it, as a last resort
     too_small: str | None = None  # a tier whose context window the prompt overflowed
+    overflowed: str | None = None  # a tier with a replica whose window it cannot fit
     for position, (tier, endpoint) in enumerate(order):
         if tier.name == too_small:
             continue  # its other replicas serve the same model: straight to the fallback
+        why = yield from _overflow(request, gate, endpoint)
+        if why is not None:  # it cannot fit that replica's context window: never sent
+            errors.append(why)
+            overflowed = overflowed or tier.name
+            continue
+        if position < first_pass and not replica_health.admit(endpoint.id):
+            order.append((tier, endpoint))  # resting: tried only if nothing else answers
+            continue
         backoff: Backoff | None = None  # built on the first failure: the hot path has none
         while True:
             number = len(request.attempts) + 1
+            if not call_stage.ready(endpoint):  # litellm's import: before the span, off-loop
+                yield Io(litellm, blocking=True)
             params, reservations = yield from gate.reserve(endpoint, tier.name)
             span = account.start_attempt_span(
                 endpoint, tier.name, number, level, request.operation, routed_by=request.routed_by
@@ -320,9 +370,11 @@ def answer_at_tier(
                     yield from _abandon(slot, gate, exc)
                     raise
             if outcome.error is None:
+                replica_health.succeeded(endpoint.id, span)
                 return (yield from on_success(slot, gate))
             err = outcome.error
             yield from gate.release(reservations)
+            resting = replica_health.failed(endpoint.id, err, span)
             account.record_failure(slot, err)
             last_error = err
             errors.append(tracing.redact(f"{endpoint.id}: {type(err).__name__}: {err}"))
@@ -338,6 +390,8 @@ def answer_at_tier(
             if kind == "context":
                 too_small = tier.name
                 break
+            if resting and position + 1 < len(order):
+                break  # the replica is in cooldown: another candidate answers now
             if backoff is None:
                 backoff = Backoff(request.retry, started)
             wait = backoff.next_wait(err) if kind == "retry" else None
@@ -348,9 +402,10 @@ def answer_at_tier(
             mode = get_mode()
             if mode is None or mode.backoff:  # testing mode retries without sleeping
                 yield Sleep(wait)
-    if too_small is not None and errors:
+    small = too_small or overflowed
+    if small is not None and errors:
         raise CallError(
-            f"the prompt does not fit the context window of tier {too_small!r}, and no "
+            f"the prompt does not fit the context window of tier {small!r}, and no "
             f"fallback tier answered ({errors[-1]}); shorten the prompt or max_tokens, or "
             "give the tier a fallback= tier with a larger context window",
             request.attempts,
@@ -360,6 +415,23 @@ def answer_at_tier(
         f"{len(errors)} attempts: " + "; ".join(errors[-4:]),
         request.attempts,
     ) from last_error
+
+
+def _overflow(request: Request, gate: BudgetGate, endpoint: Any) -> Plan[str | None]:
+    """Why the prompt plus ``max_tokens`` cannot fit ``endpoint``'s context window (its
+    ``context_window``, else what its engine declared), or None: it fits, or no window
+    is known."""
+    window = endpoint.context_window or engine_load.context_window(endpoint.id)
+    if window is None or request.operation == "embeddings":
+        return None
+    prompt = math.ceil((yield from gate.prompt_tokens(endpoint)) / PROMPT_MARGIN)
+    output = request.params.get("max_tokens") or request.params.get("max_completion_tokens")
+    if prompt + (output or 1) <= window:
+        return None
+    return (
+        f"{endpoint.id}: a {prompt}-token prompt plus max_tokens={output} does not fit its "
+        f"{window}-token context window"
+    )
 
 
 def _abandon(slot: Slot, gate: BudgetGate, exc: BaseException) -> Plan[None]:
@@ -392,9 +464,31 @@ def plan_embedding(request: Request) -> Plan[Embedding]:
     )
 
 
-def plan_stream(request: Request) -> Plan[tuple[Slot, BudgetGate]]:
-    """Start a stream at the request's tier: the slot whose response is the chunk
-    iterator, and the gate that settles it when it ends."""
+def plan_stream(request: Request) -> Plan[StreamStart]:
+    """Start a stream. Served from the response cache (replayed as chunks); or, under
+    ``Escalate(stream="buffer")``, answered and scored like a plain call and replayed
+    once accepted; or the engine's chunk iterator at the request's tier (``on_budget``
+    applies), settled, and stored in the cache, when it ends."""
+    started = time.perf_counter()
+    if request.escalate is not None:  # buffered: the climb runs unstreamed
+        request.operation = "chat"
+        completion = yield from plan_completion(request)
+        completion.ttft_s = time.perf_counter() - started  # chunks start once accepted
+        return StreamStart(replay=completion)
+    mode = get_mode()
+    cache = CacheStage.open(request) if mode is None or mode.cache else None
+    if cache is not None:
+        hit = yield from cache.lookup()
+        if hit is not None:
+            ttft = time.perf_counter() - started
+            completion = account.record_cache_hit(
+                request, hit.completion, hit.kind, hit.similarity, hit.saved_usd, ttft_s=ttft
+            )
+            completion.ttft_s = ttft
+            return StreamStart(replay=completion)
+        frame = request.frame
+        if frame is not None and frame.policy.escalate is not None:
+            cache = None  # an unscored answer of an escalating step is never replayed
     gate = BudgetGate(request)
-    slot = yield from answer_at_tier(request, gate, request.tier, 0, _stream_started)
-    return slot, gate
+    slot = yield from _answer_within_budget(request, gate, request.tier, 0, _stream_started)
+    return StreamStart(slot=slot, gate=gate, cache=cache)

@@ -9,6 +9,12 @@ replicas. A load guard keeps one hot prefix from drowning its replica: when the
 preferred replica has far more requests in flight than the others, the request goes to
 the next replica in rendezvous order that is not overloaded (see ``overloaded``). With
 ``prefix_cache`` off, replicas take turns (round-robin).
+
+Bounded-load consistent hashing: a replica is also passed over while it is in cooldown
+(``health``) or, when ``load.engine_load`` is polling, while its engine reports itself
+saturated or its engine-reported queue trips the same guard. The prefix then spills to
+the next replica in *its* rendezvous order (which caches it in turn) and comes back to
+its own as soon as that drains.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Any
 
 from agentflow._errors import ConfigError, UnknownTierError
 from agentflow._zoo import Endpoint, ModelZoo, Tier
+from agentflow.pipeline.health import replica_health
+from agentflow.pipeline.load import engine_load
 
 __all__ = [
     "LOAD_GUARD_FACTOR",
@@ -107,12 +115,32 @@ def rendezvous(key: str, endpoints: Sequence[Endpoint]) -> list[Endpoint]:
     return sorted(endpoints, key=weight, reverse=True)
 
 
-def overloaded(loads: Sequence[int], i: int) -> bool:
+def overloaded(loads: Sequence[float], i: int) -> bool:
     """Whether replica ``i`` carries too much of the tier's in-flight load:
     at least ``max(LOAD_GUARD_MIN, LOAD_GUARD_FACTOR × mean of the others + 1)``."""
     others = len(loads) - 1
     mean = (sum(loads) - loads[i]) / others if others else 0.0
     return loads[i] >= max(LOAD_GUARD_MIN, LOAD_GUARD_FACTOR * mean + 1)
+
+
+def _full(order: Sequence[Endpoint]) -> list[bool]:
+    """Which replicas a pinned prefix should pass over now: in cooldown, saturated by
+    their engine's own account, or past the load guard on in-flight requests (this
+    process's count, or the engine's running + waiting when it reports more)."""
+    ids = [e.id for e in order]
+    loads: list[float] = list(inflight.counts(ids))
+    saturated = [False] * len(ids)
+    if engine_load.running:
+        engine_load.watch(order)
+        for i, endpoint_id in enumerate(ids):
+            reading = engine_load.get(endpoint_id)
+            if reading is not None:
+                loads[i] = max(loads[i], reading.load)
+                saturated[i] = reading.saturated
+    return [
+        saturated[i] or overloaded(loads, i) or not replica_health.available(ids[i])
+        for i in range(len(ids))
+    ]
 
 
 def _ordered(tier: Tier, key: str | None) -> list[Endpoint]:
@@ -123,11 +151,11 @@ def _ordered(tier: Tier, key: str | None) -> list[Endpoint]:
         start = next(_round_robin) % len(eps)
         return eps[start:] + eps[:start]
     order = rendezvous(key, eps)
-    loads = inflight.counts([e.id for e in order])
-    if not overloaded(loads, 0):
+    full = _full(order)
+    if not full[0]:
         return order
     for i in range(1, len(order)):
-        if not overloaded(loads, i):
+        if not full[i]:
             # spill to the first replica that is not overloaded; the preferred one stays
             # next, then the rest of the rendezvous order, for failover
             return [order[i], *order[:i], *order[i + 1 :]]

@@ -10,29 +10,26 @@ recurses; they are still paid and traced. The scorer objects live in
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 from agentflow._context import in_scorer
-from agentflow._scoring import as_scorer, finish_score, needs_logprobs
+from agentflow._scoring import as_scorer, finish_score, needs_logprobs, run_async
 from agentflow.pipeline.effects import Score, ScoreFailed
 
 __all__ = ["aevaluate", "evaluate", "needs_logprobs"]
 
-T = TypeVar("T")
-
 
 def evaluate(effect: Score) -> float | ScoreFailed | None:
-    """Run the scorer synchronously (an async scorer in a private event loop)."""
+    """Run the scorer synchronously (an async scorer on the scorer loop, which lives
+    as long as the process: a new event loop per call would leave its clients open)."""
     token = in_scorer.set(True)
     try:
         value = as_scorer(effect.scorer).start(
             effect.completion, use_async=False, messages=effect.messages
         )
         if inspect.isawaitable(value):
-            value = asyncio.run(_awaited(value))
+            value = run_async(value)
     except Exception as err:
         return ScoreFailed(err)
     finally:
@@ -61,7 +58,3 @@ def _finish(value: Any) -> float | ScoreFailed | None:
         return finish_score(value)
     except Exception as err:  # the scorer broke its contract: a bug, never "unconfident"
         return ScoreFailed(err, fatal=True)
-
-
-async def _awaited(value: Awaitable[T]) -> T:
-    return await value

@@ -9,31 +9,32 @@
 
 A router is anything with ``choose(messages, *, kind, tiers) -> tier``. ``RuleRouter``
 follows hand-written rules; ``KnnRouter`` and ``LogisticRouter`` learn from labelled
-outcomes (which tier answered which prompt correctly) and trade cost for quality with
-their ``threshold``. ``evaluate`` compares them with escalation and an oracle offline;
-``agentflow route train`` / ``agentflow route eval`` do the same from the command line.
+outcomes (which tier answered which prompt correctly) and pick the tier with the best
+expected gain for its price, trading cost for quality with their ``threshold``.
+``evaluate`` compares them with escalation, a random router and an oracle offline, and
+scores them as the literature does (APGR, CPT(50%), CPT(80%), bootstrap intervals);
+``read_routellm_csv`` reads RouteLLM's public outcome files; ``agentflow route train`` /
+``agentflow route eval`` do the same from the command line.
 """
 
 from agentflow.routing._embed import Embedder, HashingEmbedder
 from agentflow.routing._harness import Curve, HarnessReport, Point, evaluate
 from agentflow.routing._learned import KnnRouter, LearnedRouter, LogisticRouter, train_router
 from agentflow.routing._load import SAMPLE_OUTCOMES, load_router
-from agentflow.routing._outcomes import (
-    DEFAULT_COSTS,
-    Outcomes,
-    OutcomesError,
-    read_outcomes,
-    read_routellm_csv,
-)
+from agentflow.routing._metrics import Estimate, GapMetrics
+from agentflow.routing._outcomes import Outcomes, OutcomesError, read_outcomes
 from agentflow.routing._plot import plot_report
+from agentflow.routing._routellm import DEFAULT_PRICES, read_contamination, read_routellm_csv
 from agentflow.routing._router import Router
 from agentflow.routing._rules import Rule, RuleRouter
 
 __all__ = [
-    "DEFAULT_COSTS",
+    "DEFAULT_PRICES",
     "SAMPLE_OUTCOMES",
     "Curve",
     "Embedder",
+    "Estimate",
+    "GapMetrics",
     "HarnessReport",
     "HashingEmbedder",
     "KnnRouter",
@@ -48,6 +49,7 @@ __all__ = [
     "evaluate",
     "load_router",
     "plot_report",
+    "read_contamination",
     "read_outcomes",
     "read_routellm_csv",
     "train_router",

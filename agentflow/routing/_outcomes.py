@@ -1,4 +1,4 @@
-"""Labelled outcomes: how each tier did on each prompt, read from JSONL or RouteLLM CSV.
+"""Labelled outcomes: how each tier did on each prompt, read from agentflow's JSONL.
 
 agentflow's JSONL has one row per (prompt, tier)::
 
@@ -6,18 +6,14 @@ agentflow's JSONL has one row per (prompt, tier)::
      "tokens": 41, "confidence": 0.83}
 
 ``tokens`` and ``confidence`` are optional; ``id`` (optional) tells apart rows whose
-prompts are equal. RouteLLM's evaluation CSVs (``routellm/evals/*``) have one row per
-prompt and one True/False column per model (``prompt,mixtral-8x7b-instruct-v0.1,
-gpt-4-1106-preview``, plus ``<model>_response`` columns, ignored); their costs come
-from a cost table, since the files hold none.
+prompts are equal. RouteLLM's evaluation CSVs are read by ``_routellm.py``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,18 +22,7 @@ import numpy as np
 
 from agentflow._errors import AgentflowError
 
-__all__ = ["DEFAULT_COSTS", "Outcomes", "OutcomesError", "read_outcomes", "read_routellm_csv"]
-
-# USD per million tokens, as the RouteLLM paper priced its pair (GPT-4 and Mixtral 8x7B).
-# A CSV has no token counts, so each call is taken as the same number of tokens: only the
-# ratio of these prices matters for the curves and the cost reduction.
-DEFAULT_COSTS: dict[str, float] = {
-    "gpt-4-1106-preview": 24.7,
-    "mixtral-8x7b-instruct-v0.1": 0.24,
-}
-
-_TRUE = frozenset({"true", "1", "yes", "1.0"})
-_FALSE = frozenset({"false", "0", "no", "0.0"})
+__all__ = ["Outcomes", "OutcomesError", "read_outcomes"]
 
 
 class OutcomesError(AgentflowError, ValueError):
@@ -48,7 +33,8 @@ class OutcomesError(AgentflowError, ValueError):
 class Outcomes:
     """Per-prompt, per-tier results: ``correct``, ``cost`` and ``confidence`` are
     ``(len(prompts), len(tiers))`` arrays; tiers are cheapest first; a confidence that is
-    not known is NaN."""
+    not known is NaN; ``cost`` is USD per call. ``notes`` say how the data was read
+    (files, prompts left out, how calls were priced)."""
 
     prompts: tuple[str, ...]
     tiers: tuple[str, ...]
@@ -56,6 +42,7 @@ class Outcomes:
     cost: np.ndarray
     confidence: np.ndarray
     source: str = ""
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         shape = (len(self.prompts), len(self.tiers))
@@ -79,6 +66,7 @@ class Outcomes:
             self.cost[idx],
             self.confidence[idx],
             self.source,
+            self.notes,
         )
 
     def ordered(self, tiers: Sequence[str]) -> Outcomes:
@@ -97,6 +85,7 @@ class Outcomes:
             self.cost[:, cols],
             self.confidence[:, cols],
             self.source,
+            self.notes,
         )
 
 
@@ -204,76 +193,3 @@ def read_outcomes(path: str | Path) -> Outcomes:
                 "every prompt needs one row per tier"
             )
     return _by_mean_cost(prompts, tiers, cells, str(path))
-
-
-def read_routellm_csv(
-    path: str | Path,
-    costs: Mapping[str, float] | None = None,
-    models: Sequence[str] | None = None,
-) -> Outcomes:
-    """Read a RouteLLM evaluation CSV: ``prompt`` and one True/False column per model.
-
-    ``models`` picks the model columns (default: every column but ``prompt`` and
-    ``*_response``); ``costs`` maps each model to its cost per call (default
-    ``DEFAULT_COSTS``). The CSV has no confidence, so a cascade cannot be evaluated.
-    """
-    table = {**DEFAULT_COSTS, **(costs or {})}
-    try:
-        with Path(path).open(newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if not header:
-                raise OutcomesError(f"{path} is empty; expected a header prompt,<model>,...")
-            if "prompt" not in header:
-                raise OutcomesError(
-                    f"{path}: the header {header} has no 'prompt' column; a RouteLLM CSV "
-                    "looks like prompt,<weak model>,<strong model>"
-                )
-            chosen = (
-                list(models)
-                if models
-                else [h for h in header if h != "prompt" and not h.endswith("_response") and h]
-            )
-            absent = [m for m in chosen if m not in header]
-            if absent or not chosen:
-                raise OutcomesError(
-                    f"{path}: no model column(s) {absent or ''} in the header {header}"
-                )
-            unpriced = [m for m in chosen if m not in table]
-            if unpriced:
-                raise OutcomesError(
-                    f"no cost for model(s) {', '.join(unpriced)}: give each a cost per call "
-                    f"(e.g. --cost {unpriced[0]}=0.5); known: {', '.join(sorted(table))}"
-                )
-            p_col, cols = header.index("prompt"), [header.index(m) for m in chosen]
-            prompts: list[str] = []
-            rows: list[list[bool]] = []
-            for record in reader:
-                if not record:
-                    continue
-                where = f"{path}:{reader.line_num}"
-                if len(record) != len(header):
-                    raise OutcomesError(
-                        f"{where}: {len(record)} fields, the header has {len(header)}"
-                    )
-                flags = []
-                for model, col in zip(chosen, cols, strict=True):
-                    cell = record[col].strip().lower()
-                    if cell not in _TRUE and cell not in _FALSE:
-                        raise OutcomesError(
-                            f"{where}: column {model!r} is {record[col]!r}; expected "
-                            "True/False or 1/0"
-                        )
-                    flags.append(cell in _TRUE)
-                prompts.append(record[p_col])
-                rows.append(flags)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise OutcomesError(f"cannot read {path}: {err}") from err
-    if not rows:
-        raise OutcomesError(f"{path} has a header but no rows")
-    cells = {
-        (i, j): (ok, float(table[m]), math.nan)
-        for i, flags in enumerate(rows)
-        for j, (m, ok) in enumerate(zip(chosen, flags, strict=True))
-    }
-    return _by_mean_cost(prompts, chosen, cells, str(path))

@@ -62,6 +62,14 @@ class Owner(Protocol):
     def _models_body(self) -> dict[str, Any]:
         """The body of ``GET /v1/models``."""
 
+    @property
+    def metrics(self) -> str | None:
+        """The body of ``GET /metrics`` (Prometheus text); None answers 404."""
+
+    @property
+    def health_status(self) -> int:
+        """The status ``GET /health`` answers with."""
+
 
 class _Dropped(Exception):
     """The handler dropped the connection on purpose; nothing more is sent."""
@@ -207,7 +215,11 @@ class LoopbackHandler(BaseHTTPRequestHandler):
     def _route(self, method: str, path: str, raw: bytes, body: Any) -> None:
         short = path.removeprefix("/v1")
         if method == "GET" and path == "/health":
-            self._send_json(200, {"status": "ok"})
+            status = self.owner.health_status
+            ok = status == 200
+            self._send_json(status, {"status": "ok"} if ok else error_body(status, "unhealthy"))
+        elif method == "GET" and path == "/metrics" and self.owner.metrics is not None:
+            self._send_bytes(200, self.owner.metrics.encode(), "text/plain; version=0.0.4")
         elif method == "GET" and short == "/models":
             self._send_json(200, self.owner._models_body())
         elif method == "POST" and path == "/tokenize":
@@ -242,8 +254,22 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         answer = build_answer(entry, kind, body, prompt, self.owner._prefix_cached(prompt))
         if stream:
             self._stream(answer, body, entry.chunk_delay)
+        elif entry.chunk_delay:
+            self._drip(json.dumps(response_body(answer)).encode(), entry.chunk_delay)
         else:
             self._send_json(200, response_body(answer))
+
+    def _drip(self, data: bytes, delay: float) -> None:
+        """A plain reply sent 16 bytes at a time, ``delay`` seconds apart: every read
+        arrives within the client's read timeout, the whole takes far longer."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        for i in range(0, len(data), 16):
+            self.wfile.write(data[i : i + 16])
+            self.wfile.flush()
+            self._sleep(delay)
 
     def _stream(
         self, answer: Answer, body: Mapping[str, Any], delay: float, cut: int | None = None

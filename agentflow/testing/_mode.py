@@ -7,8 +7,8 @@
 In testing mode retries do not sleep, the response cache is neither read nor written,
 and process-wide state is reset on entry and on exit (``reset_state``): the
 configuration, open cache stores, token counters and their HTTP clients, once-per-endpoint
-warnings and the in-flight counts the router reads. Tracer and meter providers are
-injected with ``tracing.use_providers``.
+warnings, the in-flight counts, replica cooldowns and engine-load readings the router
+reads. Tracer and meter providers are injected with ``tracing.use_providers``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from types import TracebackType
 
 from agentflow import _config, _mode, _scoring, _warnings
 from agentflow.cache._degrade import backend_warnings
-from agentflow.pipeline import budget, cache, call, route
+from agentflow.pipeline import budget, cache, call, dedup, health, load, route
 
 __all__ = ["TestingSwitch", "is_testing", "reset_state", "set_testing"]
 
@@ -25,7 +25,7 @@ __all__ = ["TestingSwitch", "is_testing", "reset_state", "set_testing"]
 def reset_state() -> None:
     """Forget agentflow's process-wide state, as a new process would start: the
     configuration (``af.configure``), open response-cache stores, token counters,
-    pooled clients, once-per-endpoint warnings and in-flight counts. Steps already
+    pooled clients, once-per-endpoint warnings, in-flight counts and flights. Steps already
     decorated stay registered (they are checked against the next ``af.configure``)."""
     _config.reset()
     cache.reset_stores()
@@ -35,6 +35,9 @@ def reset_state() -> None:
     _scoring.reset_warnings()
     _warnings.reset_warned()
     route.inflight.reset()
+    dedup.reset()
+    health.replica_health.reset()
+    load.engine_load.reset()
 
 
 class TestingSwitch:

@@ -29,7 +29,9 @@ class Reply:
     ``usage.prompt_tokens_details`` out entirely, as engines that do not report it
     do (unless the server simulates a prefix cache). ``logprobs`` is a list with
     one float per word of the text, True (or None) for plausible values, or False
-    for none; they are sent only when the request asks for logprobs.
+    for none; they are sent only when the request asks for logprobs. ``chunk_delay`` is
+    the pause between a stream's chunks; on a plain reply it drips the body 16 bytes at
+    a time with that pause between them.
     """
 
     text: str | None = None

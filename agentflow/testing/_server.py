@@ -6,7 +6,8 @@ response has a Content-Length, streams use chunked transfer encoding).
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``,
 ``POST /v1/embeddings`` (each consumes one script entry), ``GET /v1/models``,
-``GET /health``, ``POST /tokenize``. The ``/v1`` prefix is optional, as with
+``GET /health`` (status ``health_status``), ``GET /metrics`` (the text in ``metrics``,
+404 while None), ``POST /tokenize``. The ``/v1`` prefix is optional, as with
 llama-server.
 """
 
@@ -63,6 +64,10 @@ class LoopbackServer:
         self._prompts: deque[str] = deque(maxlen=_PREFIX_HISTORY)
         self._httpd: LoopbackHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.metrics: str | None = None
+        """What ``GET /metrics`` serves (Prometheus text, e.g. an engine's); None: 404."""
+        self.health_status = 200
+        """The status ``GET /health`` answers with (503: an engine still loading)."""
 
     # -- lifecycle --------------------------------------------------------------
 

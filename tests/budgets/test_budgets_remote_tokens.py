@@ -101,6 +101,11 @@ MESSAGES = [
     {"role": "system", "content": "be brief"},
     {"role": "user", "content": "count these four words"},
 ]
+# another prompt of the same size: a prompt counted before is not asked again
+OTHER_MESSAGES = [
+    {"role": "system", "content": "be short"},
+    {"role": "user", "content": "count those four words"},
+]
 
 
 @pytest.mark.parametrize("engine", ["llama-server"], indirect=True)
@@ -132,8 +137,12 @@ async def test_vllm_counts_chats_with_its_own_template(
     assert [p for p, _ in engine.requests[1:]] == ["/apply-template", "/tokenize"]
     assert engine.requests[2][1]["model"] == "smollm2-135m"
     # the engine's way is remembered: no more probing of /apply-template
-    assert await counter.acount_messages(MESSAGES) == 11
+    assert await counter.acount_messages(OTHER_MESSAGES) == 11
     assert [p for p, _ in engine.requests[3:]] == ["/tokenize"]
+    # and a prompt counted before is not asked again
+    assert await counter.acount_messages(MESSAGES) == 11
+    assert counter.count_messages(OTHER_MESSAGES) == 11
+    assert len(engine.requests) == 4
 
 
 @pytest.mark.parametrize("engine", ["old-llama-server"], indirect=True)
@@ -147,7 +156,7 @@ def test_without_a_chat_template_endpoint_the_fields_are_counted_remotely(
     paths = [p for p, _ in engine.requests]
     # /tokenize answered {"tokens": []} to the messages body: not taken for a count
     assert paths == ["/apply-template", "/tokenize", "/tokenize"]
-    assert counter.count_messages(MESSAGES) == 17
+    assert counter.count_messages(OTHER_MESSAGES) == 17
     assert [p for p, _ in engine.requests[3:]] == ["/tokenize"]  # straight to the fields
 
 

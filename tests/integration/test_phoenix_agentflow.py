@@ -151,3 +151,74 @@ def test_phoenix_cost_of_the_trace_equals_the_runs_cost(
     assert summary is not None
     assert summary.total_cost == pytest.approx(float(run.cost.total_usd), abs=1e-9)
     assert summary.total_tokens == run.usage.total_tokens
+
+
+def test_phoenix_shows_a_react_agents_node_as_a_step_with_its_cost(
+    phoenix: PhoenixServer, to_phoenix: None
+) -> None:
+    """create_react_agent over ChatAgentflow, nodes undecorated: Phoenix receives the
+    ``agent`` node as a CHAIN step span under the run, its LLM calls under it, and
+    prices the trace at the run's cost."""
+    import warnings
+
+    from langchain_core.tools import tool
+
+    from agentflow.langchain import ChatAgentflow
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from langgraph.prebuilt import create_react_agent
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    with LoopbackServer(name="graph") as srv:
+        zoo = af.ModelZoo(tiers=[
+            af.Tier("small", endpoints=[af.Endpoint(
+                model="openai/graph-small", api_base=srv.base_url,
+                pricing=TokenPricing(input_per_mtok=2.5, output_per_mtok=10))]),
+        ])  # fmt: skip
+        af.configure(zoo=zoo)
+        phoenix.register_pricing(dict(zoo.token_prices()))
+        call = {"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call-1"}
+        srv.script(
+            Reply(tool_calls=[call], prompt_tokens=80, completion_tokens=12),
+            Reply("It is sunny in Paris.", prompt_tokens=110, completion_tokens=8),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            agent = create_react_agent(ChatAgentflow(tier="small"), [get_weather])
+        with af.run("phoenix-graph") as run:
+            out = agent.invoke({"messages": [("user", "What is the weather in Paris?")]})
+
+    assert out["messages"][-1].content == "It is sunny in Paris."
+    assert run.trace_id is not None
+    assert set(run.steps) == {"agent"}
+    trace_id = run.trace_id
+    deadline = time.monotonic() + 60
+    mine: list[dict[str, Any]] = []
+    while len(mine) < 5 and time.monotonic() < deadline:  # run, 2 steps, 2 LLM calls
+        mine = [s for s in phoenix.spans("default") if s["context"]["trace_id"] == trace_id]
+        time.sleep(0.25)
+    spans = _by_name(mine)
+    (run_span,) = spans["run phoenix-graph"]
+    agent_steps = spans["agent"]
+    assert len(agent_steps) == 2  # the node ran twice: the tool call, then the answer
+    assert {s["span_kind"] for s in agent_steps} == {"CHAIN"}
+    assert {s["attributes"]["agentflow.step.name"] for s in agent_steps} == {"agent"}
+    step_ids = {s["context"]["span_id"] for s in agent_steps}
+    llm_calls = spans["chat graph-small"]
+    assert len(llm_calls) == 2
+    assert {s["parent_id"] for s in llm_calls} == step_ids
+    assert {s["parent_id"] for s in agent_steps} == {run_span["context"]["span_id"]}
+
+    deadline = time.monotonic() + 30
+    summary = phoenix.trace_cost(run.trace_id)
+    while (summary is None or summary.total_cost is None) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        summary = phoenix.trace_cost(run.trace_id)
+    assert summary is not None
+    assert summary.total_cost == pytest.approx(float(run.cost.total_usd), abs=1e-9)
+    assert summary.total_tokens == run.usage.total_tokens == 210

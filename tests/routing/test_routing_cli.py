@@ -120,22 +120,24 @@ def test_routellm_csv_is_read_with_default_or_given_costs(tmp_path: Path) -> Non
     assert o.tiers == ("mixtral-8x7b-instruct-v0.1", "gpt-4-1106-preview")  # cheapest first
     assert o.prompts[0].startswith("Which of the following is a prime number?\nA. 4")
     assert o.correct.tolist() == [[False, True], [True, True], [True, False]]
-    assert o.cost[0].tolist() == [0.24, 24.7]
+    # priced per million tokens (RouteLLM's pair is built in): the prompt's tokens, and
+    # the answer's where the file has it (gpt-4's "B. 7" is 4 tokens)
+    assert o.cost[0].tolist() == pytest.approx([21 * 0.24e-6, (21 + 4) * 24.7e-6])
     assert not o.has_confidence
     report = evaluate(o, folds=3)
     assert report.oracle.quality == 1.0
     assert any("no confidence" in n for n in report.notes)
-    cheap = read_routellm_csv(path, {"gpt-4-1106-preview": 0.1})
+    cheap = read_routellm_csv(path, {"gpt-4-1106-preview": 1e-9})  # USD per call
     assert cheap.tiers[0] == "gpt-4-1106-preview"
 
 
 def test_routellm_csv_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     unknown = tmp_path / "u.csv"
     unknown.write_text("prompt,weak,strong\nq1,True,False\nq2,False,True\n")
-    with pytest.raises(OutcomesError, match="no cost for model\\(s\\) weak, strong"):
+    with pytest.raises(OutcomesError, match="no price for model 'weak'"):
         read_routellm_csv(unknown)
     args = ["route", "eval", "--csv", str(unknown), "--cost", "weak=1", "--cost", "strong=30"]
-    assert main([*args, "--folds", "2"]) == 0
+    assert main([*args, "--folds", "2", "--embedder", "hashing"]) == 0
     assert "2 prompts × 2 tiers, cheapest first: weak, strong" in capsys.readouterr().out
     bad = tmp_path / "b.csv"
     bad.write_text('prompt,weak\n"multi\nline",True\nq2,maybe\n')

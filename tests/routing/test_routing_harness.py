@@ -86,7 +86,7 @@ def test_a_router_routes_to_the_cheapest_tier_it_trusts(hand_made: Path) -> None
     # t in (0.7, 0.8]: p2 to c                                 (1+10+10+10)/4 = 7.75,  3/4
     # t > 0.8: p3, p4 trust no tier: their likeliest is c; p1 trusts none above 0.9:
     #   its likeliest is a (0.9, the cheaper of a tie), so no new point
-    assert _points(router_curve(o, P, "r")) == [
+    assert _points(router_curve(o, P, "r", rule="confidence")) == [
         (1.0, 0.25, 0.0),
         (1.75, 0.25, 0.2),
         (2.5, 0.5, 0.3),
@@ -142,9 +142,12 @@ def test_evaluate_reports_cost_reduction_and_oracle_share(hand_made: Path) -> No
     assert "4 prompts × 3 tiers, cheapest first: a, b, c" in text
     assert "not interpolated" in text
     assert "does not reach that quality" in text  # always a, always b
-    best, at_strongest = (line.split() for line in text.splitlines() if line.startswith("cascade"))
-    assert best[-3:] == ["75.0%", "$5.5", "0.8"]  # its best quality, at what cost, threshold
-    assert at_strongest[-5:] == ["0.8", "$5.5", "75.0%", "45%", "75%"]
+    *_, best, at_strongest = (
+        line.split() for line in text.splitlines() if line.startswith("cascade")
+    )
+    # its best quality, at what cost, the share of strong calls, threshold
+    assert best[-4:] == ["75.0%", "$5.5", "25.0%", "0.8"]
+    assert at_strongest[-6:] == ["0.8", "$5.5", "75.0%", "25.0%", "45%", "75%"]
 
 
 def test_evaluate_with_a_real_router_cross_validates_it(hand_made: Path) -> None:

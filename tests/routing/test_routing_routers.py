@@ -151,8 +151,21 @@ def test_a_learned_router_sends_each_prompt_to_the_cheapest_tier_it_trusts(kind:
     assert router.choose(_ask("What is 7 plus 2?"), kind="generic", tiers=TIERS) == "big"
 
 
-def test_the_threshold_trades_cost_for_quality() -> None:
-    router = train_router(_outcomes(), "knn")
+def test_the_gain_threshold_trades_cost_for_quality() -> None:
+    router = train_router(_outcomes(), "knn")  # the gain rule, priced 1 and 10 per call
+    texts = ["What is 5 plus 8?", "Which city is the capital of country number 99?"]
+    p = router.predict(texts)
+    gain = p[:, 1] - p[:, 0]  # what big adds, for 9/10 of its price
+    assert router.threshold == 0.1
+    assert router.with_threshold(0.0).pick(texts) == [TIERS[int(i)] for i in p.argmax(axis=1)]
+    assert router.with_threshold(2.0).pick(texts) == ["small", "small"]  # nothing worth 2x
+    middle = float(gain.mean() / 0.9)  # between the sum's gain and the fact's
+    assert gain[1] / 0.9 < middle < gain[0] / 0.9
+    assert router.with_threshold(middle).pick(texts) == ["big", "small"]
+
+
+def test_the_confidence_threshold_trades_cost_for_quality() -> None:
+    router = train_router(_outcomes(), "knn", rule="confidence")
     texts = ["What is 5 plus 8?", "Which city is the capital of country number 99?"]
     assert router.with_threshold(0.0).pick(texts) == ["small", "small"]  # always cheapest
     assert router.with_threshold(0.99).pick(texts) == ["big", "big"]  # trusts no one: big
@@ -191,12 +204,14 @@ def test_a_custom_embedder_must_be_given_again_at_load(tmp_path: Path) -> None:
     def embed(texts: Sequence[str]) -> list[list[float]]:
         return [[float("plus" in t), float("capital" in t), 1.0] for t in texts]
 
-    router = train_router(_outcomes(), "knn", embedder=embed, k=3)
+    router = train_router(_outcomes(), "knn", embedder=embed, k=3, threshold=0.2)
     assert router.pick(["3 plus 4"]) == ["big"]
     router.save(tmp_path / "r.json")
     with pytest.raises(af.ConfigError, match="custom embedder"):
         load_router(tmp_path / "r.json")
-    assert load_router(tmp_path / "r.json", embedder=embed).pick(["the capital"]) == ["small"]
+    loaded = load_router(tmp_path / "r.json", embedder=embed)
+    assert isinstance(loaded, KnnRouter)
+    assert loaded.pick(["the capital"]) == ["small"]
 
 
 def test_the_hashing_embedder_is_deterministic_and_unit_length() -> None:

@@ -1,0 +1,659 @@
+"""The fast call path: OpenAI-compatible engines over httpx, without litellm.
+
+Self-hosted llama.cpp, vLLM and SGLang speak the OpenAI protocol, and they are the
+endpoints agentflow exists for. For an endpoint with an ``api_base`` whose provider is
+OpenAI-compatible (``openai/``, ``hosted_vllm/``, ...), the call stage posts the request
+itself on one pooled ``httpx`` client per endpoint (and per event loop), instead of going
+through litellm: the same body litellm would send (its model prefix stripped, a pydantic
+``response_format`` turned into the same strict JSON schema), the same usage, the same
+error classes, a fraction of the client time.
+
+What comes back is the engine's JSON as a ``JsonObject``: a ``dict`` whose keys read as
+attributes too (``response.choices[0].message.content``, a missing optional field reads
+as ``None``, like the OpenAI SDK's models), so ``Completion.raw`` and the chunks of a
+stream read the same on either path. Failures become ``EngineStatusError`` (the HTTP
+status, the body and the ``Retry-After`` header the call stage classifies),
+``EngineConnectionError``, ``EngineTimeoutError`` or ``ReplyTooLarge``.
+
+A reply is read with a cap (``Endpoint.max_reply_bytes``; 16 MiB for chat, 256 MiB for
+embeddings) and, for a call under a retry policy's ``max_time``, a deadline checked after
+every read: a reply that drips in byte by byte is cut when the deadline passes.
+
+Async clients belong to one event loop: each loop gets its own, closed when that loop
+shuts down (``asyncio.run`` ends), so no socket outlives the loop that opened it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Final
+
+from agentflow._zoo import OPENAI_COMPATIBLE
+from agentflow.pipeline.effects import Call, Outcome
+
+if TYPE_CHECKING:
+    import httpx
+
+    from agentflow._zoo import Endpoint
+
+__all__ = [
+    "OPENAI_COMPATIBLE",
+    "AsyncSSEStream",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "EngineConnectionError",
+    "EngineError",
+    "EngineStatusError",
+    "EngineTimeoutError",
+    "InternalServerError",
+    "JsonObject",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ReplyTooLarge",
+    "SSEStream",
+    "UnprocessableEntityError",
+    "asend",
+    "close_clients",
+    "eligible",
+    "request_body",
+    "send",
+    "status_error",
+]
+
+CHAT_REPLY_CAP: Final = 16 * 1024 * 1024
+EMBEDDINGS_REPLY_CAP: Final = 256 * 1024 * 1024
+
+
+def eligible(endpoint: Endpoint) -> bool:
+    """Whether calls to ``endpoint`` take the fast path (``Endpoint.fast_path``)."""
+    return endpoint.fast_path
+
+
+# --- what comes back ---------------------------------------------------------------------
+class JsonObject(dict[str, Any]):
+    """An engine's JSON object: a ``dict`` whose keys also read as attributes.
+
+    ``obj.usage`` is ``obj["usage"]``; a key the engine did not send reads as ``None``
+    (as an unset optional field of the OpenAI SDK's models does). ``model_dump()``
+    returns plain dicts and lists, as a pydantic model's would.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            if name.startswith("__"):  # copy, pickle, ... protocols look for these
+                raise AttributeError(name) from None
+            return None
+
+    def model_dump(self, *, exclude_none: bool = False, **_: Any) -> dict[str, Any]:
+        return _plain(self, exclude_none)  # type: ignore[no-any-return]  # a dict in, a dict out
+
+    def __repr__(self) -> str:
+        return f"JsonObject({dict.__repr__(self)})"
+
+
+def _plain(value: Any, exclude_none: bool) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _plain(v, exclude_none) for k, v in value.items() if not (exclude_none and v is None)
+        }
+    if isinstance(value, list):
+        return [_plain(v, exclude_none) for v in value]
+    return value
+
+
+def _loads(data: bytes | str) -> Any:
+    return json.loads(data, object_hook=JsonObject)
+
+
+# --- what can go wrong -------------------------------------------------------------------
+class EngineError(Exception):
+    """A call to an OpenAI-compatible engine failed (the call stage classifies it)."""
+
+
+class EngineStatusError(EngineError):
+    """The engine answered with an HTTP error status; ``body`` is what it said."""
+
+    def __init__(self, status_code: int, body: Any, response: httpx.Response, url: str) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.response = response  # its headers carry Retry-After
+        self.url = url
+        text = body if isinstance(body, str) else json.dumps(body)
+        super().__init__(f"Error code: {status_code} - {text[:2000]}")
+
+
+class BadRequestError(EngineStatusError):
+    """HTTP 400: the request is wrong (or, with a context-length message, too long)."""
+
+
+class AuthenticationError(EngineStatusError):
+    """HTTP 401."""
+
+
+class PermissionDeniedError(EngineStatusError):
+    """HTTP 403."""
+
+
+class NotFoundError(EngineStatusError):
+    """HTTP 404: no such model or route on this replica."""
+
+
+class ConflictError(EngineStatusError):
+    """HTTP 409."""
+
+
+class UnprocessableEntityError(EngineStatusError):
+    """HTTP 422."""
+
+
+class RateLimitError(EngineStatusError):
+    """HTTP 429 (its ``Retry-After`` is honoured)."""
+
+
+class InternalServerError(EngineStatusError):
+    """HTTP 5xx."""
+
+
+# the OpenAI SDK's names for each status, so an attempt's error reads the same as there
+_STATUS_ERRORS: Final[dict[int, type[EngineStatusError]]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error(
+    status_code: int, body: Any, response: httpx.Response, url: str
+) -> EngineStatusError:
+    """The ``EngineStatusError`` subclass for ``status_code``."""
+    kind = _STATUS_ERRORS.get(status_code)
+    if kind is None:
+        kind = InternalServerError if status_code >= 500 else EngineStatusError
+    return kind(status_code, body, response, url)
+
+
+class EngineConnectionError(EngineError, ConnectionError):
+    """No HTTP answer: the connection was refused, reset or broke mid-reply."""
+
+
+class EngineTimeoutError(EngineError, TimeoutError):
+    """No (complete) answer within the endpoint's timeout or the call's deadline."""
+
+
+class ReplyTooLarge(EngineError):
+    """The reply is larger than the endpoint's ``max_reply_bytes``: not read further."""
+
+
+# --- the request ---------------------------------------------------------------------------
+# litellm's own arguments and the endpoint's connection settings: never in the body
+_NOT_BODY: Final = frozenset(
+    {
+        "model",
+        "api_base",
+        "base_url",
+        "api_key",
+        "timeout",
+        "stream_timeout",
+        "num_retries",
+        "max_retries",
+        "caching",
+        "cache",
+        "_skip_mcp_handler",
+        "metadata",
+        "drop_params",
+        "custom_llm_provider",
+        "extra_headers",
+        "headers",
+        "extra_body",
+        "client",
+        "messages",
+        "input",
+        "litellm_call_id",
+        "litellm_logging_obj",
+        "api_version",
+    }
+)
+
+
+def wire_model(endpoint: Endpoint) -> str:
+    """The model name the engine expects: litellm's provider prefix stripped."""
+    model = endpoint.model
+    prefix, _, rest = model.partition("/")
+    return rest if rest and prefix in OPENAI_COMPATIBLE else model
+
+
+@lru_cache(maxsize=256)
+def _strict_schema(model: type) -> dict[str, Any]:
+    """A pydantic model as the strict JSON schema litellm (and the OpenAI SDK) send."""
+    from openai.lib._pydantic import to_strict_json_schema  # the SDK's own converter
+
+    return to_strict_json_schema(model)
+
+
+def schema_ready() -> bool:
+    """Whether the schema converter is imported (the async path imports it off-loop)."""
+    import sys
+
+    return "openai.lib._pydantic" in sys.modules
+
+
+def _response_format(value: Any) -> Any:
+    if isinstance(value, type) and hasattr(value, "model_json_schema"):
+        return {
+            "type": "json_schema",
+            "json_schema": {
+                "schema": _strict_schema(value),
+                "name": value.__name__,
+                "strict": True,
+            },
+        }
+    return value
+
+
+def request_body(call: Call) -> dict[str, Any]:
+    """The JSON body of ``call``: what litellm would send an OpenAI-compatible server."""
+    kwargs = call.kwargs
+    body: dict[str, Any] = {"model": wire_model(call.endpoint)}
+    if call.operation == "embeddings":
+        body["input"] = kwargs.get("input")
+    else:
+        body["messages"] = kwargs.get("messages")
+    for key, value in kwargs.items():
+        if key in _NOT_BODY or value is None:
+            continue
+        body[key] = _response_format(value) if key == "response_format" else value
+    extra = kwargs.get("extra_body")
+    if isinstance(extra, Mapping):
+        body.update(extra)
+    return body
+
+
+def _headers(kwargs: Mapping[str, Any]) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    key = kwargs.get("api_key")
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    for name in ("headers", "extra_headers"):
+        extra = kwargs.get(name)
+        if isinstance(extra, Mapping):
+            headers.update({str(k): str(v) for k, v in extra.items()})
+    return headers
+
+
+def _default(value: Any) -> Any:
+    """JSON for what ``json`` cannot encode: pydantic objects (a message handed back)."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(exclude_none=True)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, default=_default, ensure_ascii=False).encode()
+
+
+def _url(call: Call) -> str:
+    base = call.endpoint.api_base or ""
+    return base + ("/embeddings" if call.operation == "embeddings" else "/chat/completions")
+
+
+def _timeout(call: Call) -> float:
+    timeout = call.kwargs.get("timeout")
+    value = float(timeout) if isinstance(timeout, int | float) else call.endpoint.timeout
+    if call.deadline is not None:
+        value = min(value, max(call.deadline - time.monotonic(), 0.001))
+    return value
+
+
+def _cap(call: Call) -> int:
+    cap = call.endpoint.max_reply_bytes
+    if cap is not None:
+        return cap
+    return EMBEDDINGS_REPLY_CAP if call.operation == "embeddings" else CHAT_REPLY_CAP
+
+
+# --- pooled clients -------------------------------------------------------------------------
+_MAX_CONNECTIONS: Final = 100
+_MAX_KEEPALIVE: Final = 20
+_sync_clients: dict[str, httpx.Client] = {}
+_sync_lock = threading.Lock()
+
+
+def _new_client(*, sync: bool) -> Any:
+    import httpx  # imported with the first client: ``import agentflow`` stays light
+
+    from agentflow._secrets import redact_library_logs
+
+    redact_library_logs()  # secrets never reach httpx's or httpcore's DEBUG logs
+    limits = httpx.Limits(
+        max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_KEEPALIVE
+    )
+    kind = httpx.Client if sync else httpx.AsyncClient
+    return kind(limits=limits, trust_env=False)
+
+
+def _sync_client(endpoint: Endpoint) -> httpx.Client:
+    key = endpoint.api_base or ""
+    client = _sync_clients.get(key)
+    if client is None:
+        with _sync_lock:
+            client = _sync_clients.get(key)
+            if client is None:
+                client = _sync_clients[key] = _new_client(sync=True)
+    return client
+
+
+class _LoopClients:
+    """One event loop's async clients, closed when the loop shuts down."""
+
+    __slots__ = ("clients", "closer")
+
+    def __init__(self) -> None:
+        self.clients: dict[str, httpx.AsyncClient] = {}
+        self.closer: Any = None
+
+
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _close_at_shutdown(
+    loop: weakref.ref[asyncio.AbstractEventLoop], held: _LoopClients
+) -> AsyncGenerator[None, None]:
+    """An async generator that never ends: ``loop.shutdown_asyncgens()`` (which
+    ``asyncio.run`` calls before closing its loop) closes it, and its clean-up closes
+    the loop's clients while the loop still runs."""
+    try:
+        yield
+    finally:
+        clients = list(held.clients.values())
+        held.clients.clear()
+        running = loop()
+        if running is not None:
+            _loop_clients.pop(running, None)
+        for client in clients:
+            await client.aclose()
+
+
+async def _async_client(endpoint: Endpoint) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    held = _loop_clients.get(loop)
+    if held is None:
+        held = _loop_clients[loop] = _LoopClients()
+        closer = _close_at_shutdown(weakref.ref(loop), held)
+        await closer.asend(None)  # started: the loop now tracks it for its shutdown
+        held.closer = closer
+    key = endpoint.api_base or ""
+    client = held.clients.get(key)
+    if client is None:
+        client = held.clients[key] = _new_client(sync=False)
+    return client
+
+
+def close_clients() -> None:
+    """Close the pooled sync clients and forget every loop's clients (testing; the
+    pools are rebuilt on demand)."""
+    with _sync_lock:
+        clients = list(_sync_clients.values())
+        _sync_clients.clear()
+    for client in clients:
+        client.close()
+    _loop_clients.clear()
+
+
+# --- errors ------------------------------------------------------------------------------------
+def _transport_error(err: httpx.TransportError, call: Call, timeout: float) -> EngineError:
+    import httpx
+
+    where = f"{call.endpoint.id} ({_url(call)})"
+    if isinstance(err, httpx.TimeoutException):
+        return EngineTimeoutError(
+            f"no answer from {where} within {timeout:.3g} s ({type(err).__name__})"
+        )
+    return EngineConnectionError(f"no answer from {where}: {type(err).__name__}: {err}")
+
+
+def _status_error(response: httpx.Response, raw: bytes, url: str) -> EngineStatusError:
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        body = raw.decode("utf-8", "replace")
+    return status_error(response.status_code, body, response, url)
+
+
+def _deadline_passed(call: Call) -> EngineTimeoutError:
+    return EngineTimeoutError(
+        f"no complete answer from {call.endpoint.id} within the retry policy's max_time"
+    )
+
+
+def _too_large(call: Call, cap: int) -> ReplyTooLarge:
+    return ReplyTooLarge(
+        f"the reply from {call.endpoint.id} is larger than {cap} bytes; not read further. "
+        "Raise Endpoint(max_reply_bytes=...) if replies this large are expected."
+    )
+
+
+# --- sync ------------------------------------------------------------------------------------
+def send(call: Call) -> Outcome:
+    """Perform ``call`` (blocking); the error, if any, is in the Outcome."""
+    t0 = time.perf_counter()
+    try:
+        response = _send(call)
+    except Exception as err:
+        return Outcome(error=err, latency_s=time.perf_counter() - t0)
+    return Outcome(response=response, latency_s=time.perf_counter() - t0)
+
+
+def _send(call: Call) -> Any:
+    import httpx
+
+    client = _sync_client(call.endpoint)
+    url, timeout, cap = _url(call), _timeout(call), _cap(call)
+    content = _encode(request_body(call))
+    request = client.build_request(
+        "POST", url, content=content, headers=_headers(call.kwargs), timeout=timeout
+    )
+    try:
+        response = client.send(request, stream=True)
+    except httpx.TransportError as err:
+        raise _transport_error(err, call, timeout) from err
+    if call.operation == "chat_stream" and response.status_code < 400:
+        return SSEStream(response, call, cap)
+    try:
+        raw = _read(response.iter_bytes(), call, cap)
+    except httpx.TransportError as err:
+        raise _transport_error(err, call, timeout) from err
+    finally:
+        response.close()
+    if response.status_code >= 400:
+        raise _status_error(response, raw, url)
+    return _loads(raw)
+
+
+def _read(chunks: Iterator[bytes], call: Call, cap: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    deadline = call.deadline
+    for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            raise _too_large(call, cap)
+        parts.append(chunk)
+        if deadline is not None and time.monotonic() > deadline:
+            raise _deadline_passed(call)
+    return b"".join(parts)
+
+
+# --- async -----------------------------------------------------------------------------------
+async def asend(call: Call) -> Outcome:
+    """Perform ``call`` under asyncio; the error, if any, is in the Outcome. A call still
+    running at its deadline (``Call.deadline``) is cancelled."""
+    t0 = time.perf_counter()
+    try:
+        if call.deadline is None:
+            response = await _asend(call)
+        else:
+            left = max(call.deadline - time.monotonic(), 0.001)
+            try:
+                response = await asyncio.wait_for(_asend(call), left)
+            except TimeoutError:
+                raise EngineTimeoutError(
+                    f"no complete answer from {call.endpoint.id} within the retry "
+                    f"policy's max_time ({left:.1f} s were left)"
+                ) from None
+    except Exception as err:
+        return Outcome(error=err, latency_s=time.perf_counter() - t0)
+    return Outcome(response=response, latency_s=time.perf_counter() - t0)
+
+
+async def _asend(call: Call) -> Any:
+    import httpx
+
+    fmt = call.kwargs.get("response_format")
+    if isinstance(fmt, type) and not schema_ready():
+        await asyncio.to_thread(_response_format, fmt)  # the SDK's import: never on the loop
+    client = await _async_client(call.endpoint)
+    url, timeout, cap = _url(call), _timeout(call), _cap(call)
+    content = _encode(request_body(call))
+    request = client.build_request(
+        "POST", url, content=content, headers=_headers(call.kwargs), timeout=timeout
+    )
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.TransportError as err:
+        raise _transport_error(err, call, timeout) from err
+    if call.operation == "chat_stream" and response.status_code < 400:
+        return AsyncSSEStream(response, call, cap)
+    try:
+        raw = await _aread(response, call, cap)
+    except httpx.TransportError as err:
+        raise _transport_error(err, call, timeout) from err
+    finally:
+        await response.aclose()
+    if response.status_code >= 400:
+        raise _status_error(response, raw, url)
+    return _loads(raw)
+
+
+async def _aread(response: httpx.Response, call: Call, cap: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise _too_large(call, cap)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+# --- server-sent events --------------------------------------------------------------------
+def _event(line: str, call: Call) -> JsonObject | None:
+    """One SSE line: a chunk, None (not a data line, or the end), or an error raised."""
+    import httpx
+
+    if not line.startswith("data:"):
+        if line.startswith("error:"):  # llama-server reports a failure mid-stream so
+            raise status_error(500, line[6:].strip(), httpx.Response(500), _url(call))
+        return None
+    data = line[5:].strip()
+    if not data or data == "[DONE]":
+        return None
+    chunk = _loads(data)
+    error = chunk.get("error") if isinstance(chunk, dict) else None
+    if error is not None and not chunk.get("choices"):
+        code = error.get("code") if isinstance(error, dict) else None
+        status = code if isinstance(code, int) and code >= 400 else 500
+        raise status_error(status, chunk, httpx.Response(status), _url(call))
+    return chunk  # type: ignore[no-any-return]  # object_hook: every object is a JsonObject
+
+
+class SSEStream:
+    """The chunks of a streamed chat reply, read as they come (``close()`` stops)."""
+
+    def __init__(self, response: httpx.Response, call: Call, cap: int) -> None:
+        self.response = response
+        self._call = call
+        self._cap = cap
+        self._lines = response.iter_lines()
+        self._size = 0
+
+    def __iter__(self) -> Iterator[JsonObject]:
+        return self
+
+    def __next__(self) -> JsonObject:
+        import httpx
+
+        try:
+            for line in self._lines:
+                self._size += len(line) + 1
+                if self._size > self._cap:
+                    raise _too_large(self._call, self._cap)
+                chunk = _event(line, self._call)
+                if chunk is not None:
+                    return chunk
+        except httpx.TransportError as err:
+            self.close()
+            raise _transport_error(err, self._call, _timeout(self._call)) from err
+        except BaseException:
+            self.close()
+            raise
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        self.response.close()
+
+
+class AsyncSSEStream:
+    """``SSEStream`` under asyncio (``aclose()`` stops)."""
+
+    def __init__(self, response: httpx.Response, call: Call, cap: int) -> None:
+        self.response = response
+        self._call = call
+        self._cap = cap
+        self._lines = response.aiter_lines()
+        self._size = 0
+
+    def __aiter__(self) -> AsyncIterator[JsonObject]:
+        return self
+
+    async def __anext__(self) -> JsonObject:
+        import httpx
+
+        try:
+            async for line in self._lines:
+                self._size += len(line) + 1
+                if self._size > self._cap:
+                    raise _too_large(self._call, self._cap)
+                chunk = _event(line, self._call)
+                if chunk is not None:
+                    return chunk
+        except httpx.TransportError as err:
+            await self.aclose()
+            raise _transport_error(err, self._call, _timeout(self._call)) from err
+        except BaseException:
+            await self.aclose()
+            raise
+        await self.aclose()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
