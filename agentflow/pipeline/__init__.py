@@ -9,6 +9,7 @@ orders them.
     layout    stage 4: stable prefix first; provider cache markers; trimming
     call      stage 5: request shaping, the transport, error classes, tenacity backoff
     openai_http  the fast path: agentflow's own HTTP client for OpenAI-compatible engines
+    openai_wire  its request body, JSON replies and engine errors
     score     stage 6: run the step's scorer
     account   stage 7: usage normalised, priced; spans, metrics, totals
     plan      the order of the stages (the only module that imports them together)

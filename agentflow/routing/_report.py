@@ -113,6 +113,15 @@ class HarnessReport:
             return None
         return (ref.cost - point.cost) / saving
 
+    def for_gap(self, curve: Curve, share: float) -> Point | None:
+        """The cheapest measured point of ``curve`` that recovers ``share`` (e.g. 0.8) of
+        the gap between the cheapest and the strongest tier: its threshold is the one
+        to deploy for that quality (None: never reached, or no gap)."""
+        q = self.outcomes.correct.mean(axis=0)
+        if q[-1] <= q[0]:
+            return None
+        return curve.cheapest_at(float(q[0] + share * (q[-1] - q[0])))
+
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (what ``agentflow route eval --json`` prints)."""
         o = self.outcomes
@@ -124,6 +133,12 @@ class HarnessReport:
                 "metrics": None if c.metrics is None else c.metrics.to_dict(),
                 "points": [p.to_dict() for p in c.points],
             }
+            if c.metrics is not None:
+                entry["for_gap"] = {
+                    f"{round(share * 100)}%": None if p is None else p.to_dict()
+                    for share in (0.5, 0.8)
+                    for p in [self.for_gap(c, share)]
+                }
             if c.kind != "tier":
                 at = {}
                 for ref in self.references():
@@ -179,6 +194,20 @@ class HarnessReport:
                     f"{name:<{w}}{m.apgr.render():<24}"
                     + "".join(f"{(e.render(True) if e else '-'):<24}" for e in cpt)
                 )
+            lines += [
+                "",
+                "The cheapest measured point recovering 50% / 80% of the gap "
+                "(deploy its threshold):",
+            ]
+            for c in rated:
+                for share in (0.5, 0.8):
+                    p = self.for_gap(c, share)
+                    if p is not None:
+                        lines.append(
+                            f"  {c.name} at {share:.0%}: threshold {_threshold(p.threshold)}, "
+                            f"{_share(p.strong_share)} strong calls, {p.quality:.1%} correct, "
+                            f"{_usd(p.cost)}/prompt"
+                        )
         lines += [
             "",
             f"{'policy':<{w}}{'points':>7}{'best quality':>14}{'at USD/prompt':>15}"

@@ -4,6 +4,7 @@ intervals) on cases worked out by hand, and the gain rule against the confidence
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -182,3 +183,33 @@ def test_router_sweep_orders_points_by_rising_strong_calls(hand_made: Path) -> N
         shares = sweep.strong.mean(axis=1)
         assert np.all(np.diff(shares) >= 0)
         assert shares[0] == 0.0
+
+
+def test_the_threshold_to_deploy_for_a_share_of_the_gap(hand_made: Path) -> None:
+    report = evaluate(read_outcomes(hand_made), train=_fixed_train, folds=2, resamples=0)
+    router = report.curve("router (custom, 2-fold)")
+    # half the gap (quality 1/2): p2 at b, cost 1.75; 80% (0.65): p3 at c too, cost 4
+    half, most = report.for_gap(router, 0.5), report.for_gap(router, 0.8)
+    assert half is not None
+    assert most is not None
+    assert (half.cost, half.quality, half.strong_share) == (1.75, 0.5, 0.0)
+    assert (most.cost, most.quality, most.strong_share) == (4.0, 0.75, 0.25)
+    assert 0.7 / 0.9 > (most.threshold or 0) >= 0.5 / 0.6  # p3 to c, p2 not yet
+    text = report.render()
+    assert "router (custom, 2-fold) at 80%: threshold" in text
+    data = report.to_dict()["policies"]
+    (entry,) = (p for p in data if p["name"] == "router (custom, 2-fold)")
+    assert entry["for_gap"]["80%"]["cost_usd"] == 4.0
+
+
+class _Given:
+    """A trained 'router' that answers P for the hand-made prompts, whatever it saw."""
+
+    tiers = ("a", "b", "c")
+
+    def predict(self, texts: object) -> np.ndarray:
+        return np.array([P[int(str(t)[1]) - 1] for t in texts])  # type: ignore[attr-defined]
+
+
+def _fixed_train(outcomes: Outcomes) -> Any:
+    return _Given()
