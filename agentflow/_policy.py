@@ -78,6 +78,11 @@ class CachePolicy:
     ``embedder`` (semantic only): a zoo tier with an embeddings endpoint, or a function
     ``list[str] -> list[vector]`` (sync or async); None uses ``af.configure(embedder=...)``.
     ``text``: what the semantic cache embeds (default: the last user message).
+    ``guard`` (semantic only): checks that turn a similar-looking hit into a miss when the
+    two questions differ where embeddings are blind — ``"default"`` (numbers and
+    negation), ``"all"`` (also units, dates and names), a tuple of those check names
+    (``"numbers"``, ``"negation"``, ``"units"``, ``"dates"``, ``"entities"``), or
+    ``None`` (off). Measured in docs/semantic-cache.md.
     """
 
     kind: Literal["exact", "semantic"] = "exact"
@@ -88,6 +93,7 @@ class CachePolicy:
     allow_sampled: bool = False
     embedder: Embedder | None = None
     text: CacheText | None = None
+    guard: str | tuple[str, ...] | None = "default"
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or self.kind not in ("exact", "semantic"):
@@ -121,6 +127,23 @@ class CachePolicy:
             )
         check_bool("cache allow_tool_calls", self.allow_tool_calls)
         check_bool("cache allow_sampled", self.allow_sampled)
+        _check_guard(self.guard)
+
+
+_GUARD_CHECKS = ("numbers", "negation", "units", "dates", "entities")
+
+
+def _check_guard(guard: Any) -> None:
+    if guard is None or guard in ("default", "all"):
+        return
+    if isinstance(guard, tuple | list) and all(
+        isinstance(g, str) and g in _GUARD_CHECKS for g in guard
+    ):
+        return
+    raise ConfigError(
+        f"cache guard {guard!r} is unknown; use 'default', 'all', None, or a tuple of "
+        f"check names from {_GUARD_CHECKS}"
+    )
 
 
 def check_ttl(ttl: Any) -> None:

@@ -580,3 +580,39 @@ def test_a_global_litellm_cache_never_serves_or_stores_agentflow_calls(
     # both calls reached the engine and were paid: nothing answered behind agentflow's back
     assert _chat_calls(srv) == 2
     assert second.cost.total_usd > 0
+
+
+def test_the_semantic_guard_refuses_a_hit_that_differs_in_its_numbers(
+    zoo: af.ModelZoo, srv: LoopbackServer
+) -> None:
+    """Embeddings see "invoice 1042" and "invoice 1043" as the same question; the guard
+    (numbers and negation by default) makes the second a miss; a paraphrase still hits."""
+
+    @af.step(tier="small", cache=af.CachePolicy(kind="semantic", threshold=0.8))
+    def ask(q: str) -> af.Completion:
+        return af.complete(messages=[{"role": "user", "content": q}])
+
+    srv.default = Reply("It is paid.")
+    first = ask("Is invoice 1042 paid?")
+    other_number = ask("Is invoice 1043 paid?")
+    negated = ask("Is invoice 1042 not paid?")
+    paraphrase = ask("Has invoice 1042 been paid?")
+    assert not first.cache_hit
+    assert not other_number.cache_hit
+    assert not negated.cache_hit
+    assert paraphrase.cache_hit
+
+
+def test_the_guard_can_be_turned_off(zoo: af.ModelZoo, srv: LoopbackServer) -> None:
+    @af.step(tier="small", cache=af.CachePolicy(kind="semantic", threshold=0.8, guard=None))
+    def ask(q: str) -> af.Completion:
+        return af.complete(messages=[{"role": "user", "content": q}])
+
+    srv.default = Reply("It is paid.")
+    ask("Is invoice 1042 paid?")
+    assert ask("Is invoice 1043 paid?").cache_hit  # the wrong hit the guard prevents
+
+
+def test_a_bad_guard_is_a_config_error() -> None:
+    with pytest.raises(af.ConfigError, match="guard"):
+        af.CachePolicy(kind="semantic", guard="strict")

@@ -225,6 +225,7 @@ class CacheStage:
             else ""
         )
         self.text = cache_text(policy, request.messages) if self.semantic else None
+        self.refused: str | None = None  # the guard check that refused a semantic hit
         self.vector: list[float] | None = None
         self.config = get_config()
         self.stores = _known_stores(self.config, self.semantic)  # None: open them first
@@ -299,7 +300,26 @@ class CacheStage:
         if found is None:
             return None
         value, similarity = found
+        if self._guarded(value):
+            return None
         return self._hit(value, "semantic", similarity, time.perf_counter() - t0)
+
+    def _guarded(self, entry: Mapping[str, Any]) -> bool:
+        """Whether the guard turns this semantic hit into a miss: the cached question
+        differs from this one in its numbers, negation, ... (``CachePolicy.guard``)."""
+        guard = self.policy.guard
+        cached = entry.get("question")
+        if guard is None or not isinstance(cached, str) or self.text is None:
+            return False
+        from agentflow.cache import hit_conflict
+
+        checks = guard if isinstance(guard, str) else list(guard)
+        conflict = hit_conflict(self.text, cached, checks)
+        if conflict is None:
+            return False
+        log.info("semantic hit refused by the %s guard (%r vs %r)", conflict, self.text, cached)
+        self.refused = conflict
+        return True
 
     def lookup_exact(self) -> Generator[Effect, Any, CacheHit | None]:
         """The exact lookup alone: a follower reading the answer its leader stored."""
@@ -466,4 +486,6 @@ class CacheStage:
             # what replaying the call would cost again: every attempt it took
             "cost_usd": str(completion.total_cost.total_usd),
             "created": time.time(),
+            # the semantic guard compares it with a later, similar question
+            "question": self.text if self.semantic else None,
         }

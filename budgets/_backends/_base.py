@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
+import time
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from decimal import Decimal
@@ -116,6 +119,13 @@ def check_limits(
     return None
 
 
+# the claims of backends that do not make their own (``LedgerBackend.claim``)
+_local_claims: weakref.WeakKeyDictionary[LedgerBackend, dict[tuple[str, str], float]] = (
+    weakref.WeakKeyDictionary()
+)
+_local_claims_lock = threading.Lock()
+
+
 class LedgerBackend(ABC):
     """Where ledgers keep their counters. Implement the four sync methods; the async
     twins default to running them in a worker thread.
@@ -169,6 +179,23 @@ class LedgerBackend(ABC):
     def hold_keys(self) -> list[str]:
         """Every key with an open or lapsed hold, sorted."""
         raise NotImplementedError(f"{type(self).__name__} cannot list its keys")
+
+    def claim(self, key: str, name: str, ttl_s: float | None) -> bool:
+        """Set the flag ``name`` of ``key`` if it is not set yet, atomically: True for the
+        one caller that set it (budget alerts fire once). ``ttl_s`` drops it after that
+        many seconds (None: never). This default is private to the process (a backend
+        shared across processes should override it with its own set-if-absent)."""
+        now = time.monotonic()
+        with _local_claims_lock:
+            claims = _local_claims.setdefault(self, {})
+            until = claims.get((key, name))
+            if until is not None and until > now:
+                return False
+            claims[(key, name)] = math.inf if ttl_s is None else now + ttl_s
+            return True
+
+    async def aclaim(self, key: str, name: str, ttl_s: float | None) -> bool:
+        return await asyncio.to_thread(self.claim, key, name, ttl_s)
 
     async def areserve(
         self,
