@@ -101,6 +101,7 @@ def build_request(
                 kind=policy.kind if policy is not None else "generic",
                 zoo=zoo,
                 where=f"step {policy.name!r}" if policy is not None else "af.complete",
+                context=route.RouteContext(zoo, _ledgers_of(frame, run)),
             )
     zoo.check_tier(chosen)
     escalate = policy.escalate if policy and operation == "chat" and not scoring else None
@@ -125,6 +126,16 @@ def build_request(
         routed_by=routed_by,
         run=run,
     )
+
+
+def _ledgers_of(frame: Any, run: Any) -> tuple[Any, ...]:
+    """The ledgers a call in ``frame`` of ``run`` would pay into (for a router)."""
+    ledgers: list[Any] = []
+    if frame is not None:
+        ledgers.extend(f.ledger for f in frame.chain() if f.ledger is not None)
+    if run is not None:
+        ledgers.extend(lg for lg in (run.ledger, run.tenant_ledger) if lg is not None)
+    return tuple(ledgers)
 
 
 def build_embedding_request(texts: list[str], tier: str | None, params: dict[str, Any]) -> Request:

@@ -20,20 +20,25 @@ its own as soon as that drains.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from agentflow._errors import ConfigError, UnknownTierError
 from agentflow._zoo import Endpoint, ModelZoo, Tier
 from agentflow.pipeline.health import replica_health
 from agentflow.pipeline.load import engine_load
+from budgets import Ledger, Remaining
 
 __all__ = [
     "LOAD_GUARD_FACTOR",
     "LOAD_GUARD_MIN",
     "InFlight",
+    "RouteContext",
     "candidates",
     "choose_tier",
     "inflight",
@@ -162,6 +167,56 @@ def _ordered(tier: Tier, key: str | None) -> list[Endpoint]:
     return order  # every replica is busy: stay where the cache is
 
 
+@dataclass(frozen=True)
+class RouteContext:
+    """What a router may weigh besides the prompt, passed as ``context=`` to a router
+    whose ``choose`` takes it: the budgets that will pay for the call and the load of
+    each tier's replicas. Reading the budgets asks their ledgers (I/O for disk or
+    Redis), so it happens only when the router asks."""
+
+    zoo: ModelZoo
+    ledgers: tuple[Ledger, ...] = ()
+
+    def remaining(self) -> list[Remaining]:
+        """What each budget of the call still allows: the enclosing steps', the run's
+        and the tenant's (``budgets.Remaining``; None where a budget sets no limit)."""
+        return [ledger.remaining() for ledger in self.ledgers]
+
+    def remaining_usd(self) -> Decimal | None:
+        """The smallest dollar amount any of the call's budgets still allows, or None."""
+        left = [r.usd for r in self.remaining() if r.usd is not None]
+        return min(left) if left else None
+
+    def load(self, tier: str) -> dict[str, float]:
+        """Requests on each replica of ``tier`` now: this process's in flight, or the
+        engine's own running + waiting when ``engine_load`` polls it and it reports more."""
+        endpoints = self.zoo.tier(tier).endpoints
+        ids = [e.id for e in endpoints]
+        loads: dict[str, float] = dict(zip(ids, map(float, inflight.counts(ids)), strict=True))
+        if engine_load.running:
+            for endpoint_id in ids:
+                reading = engine_load.get(endpoint_id)
+                if reading is not None:
+                    loads[endpoint_id] = max(loads[endpoint_id], reading.load)
+        return loads
+
+
+_takes_context: dict[type, bool] = {}
+
+
+def _accepts_context(router: Any) -> bool:
+    kind = type(router)
+    known = _takes_context.get(kind)
+    if known is None:
+        try:
+            params = list(inspect.signature(router.choose).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+        known = any(p.name == "context" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        _takes_context[kind] = known
+    return known
+
+
 def choose_tier(
     router: Any,
     messages: Sequence[Mapping[str, Any]],
@@ -169,14 +224,21 @@ def choose_tier(
     kind: str,
     zoo: ModelZoo,
     where: str,
+    context: RouteContext | None = None,
 ) -> tuple[str, str]:
-    """``tier="auto"``: ask ``router`` for a tier; ``(tier, router name)``."""
+    """``tier="auto"``: ask ``router`` for a tier; ``(tier, router name)``. A router whose
+    ``choose`` takes ``context`` gets the call's ``RouteContext`` too."""
     if router is None:
         raise ConfigError(
             f"{where} uses tier='auto' but no router is set: pass router= to the step or "
             "af.configure(router=...) (e.g. agentflow.routing.RuleRouter)"
         )
-    choice = router.choose(messages, kind=kind, tiers=tuple(zoo.names))
+    tiers = tuple(zoo.names)
+    if _accepts_context(router):
+        ctx = context if context is not None else RouteContext(zoo)
+        choice = router.choose(messages, kind=kind, tiers=tiers, context=ctx)
+    else:
+        choice = router.choose(messages, kind=kind, tiers=tiers)
     name = type(router).__name__
     if choice not in zoo.names:
         raise UnknownTierError(str(choice), zoo.names, where=f"{where}: router {name}")
