@@ -187,6 +187,12 @@ class Endpoint(_Model):
     ``max_reply_bytes`` caps what is read of one reply on the fast path (16 MiB for chat,
     256 MiB for embeddings when not given).
 
+    ``tool_choice_by_turn``: for a small model that cannot decide on its own whether to
+    call a tool (a 135M model on a ``serve-local --tools`` replica): a request with tools
+    and no ``tool_choice`` (or ``"auto"``) gets ``"required"`` on the user's turn and
+    ``"none"`` once a tool has answered, one call at a time. So a prebuilt agent
+    (``create_react_agent``) makes its tool round trip on it unchanged.
+
     ``counting``: how a budget counts a self-hosted endpoint's prompt before the call.
     ``"engine"`` (the default) asks the engine's ``/tokenize`` (exact; a prompt counted
     before is not asked again); ``"local"`` counts offline with no round trip, and the
@@ -208,6 +214,7 @@ class Endpoint(_Model):
     timeout: float = Field(default=60.0, gt=0)
     transport: Literal["auto", "litellm"] = "auto"
     counting: Literal["engine", "local"] = "engine"
+    tool_choice_by_turn: bool = False
     max_reply_bytes: int | None = Field(default=None, gt=0)
     # tokens the model can hold (prompt + output); a call that cannot fit is not sent
     context_window: int | None = Field(default=None, gt=0)

@@ -22,8 +22,9 @@ Here the model is ``ChatAgentflow`` over a zoo of SmolLM2-135M replicas served w
 ``tools=True`` (agentflow's tool-calling chat template): the ``agent`` node's reply is a
 real ``tool_calls`` message, constrained by llama-server's grammar to the tool's schema;
 the tool runs; the model answers with its result. A 135M model does not decide to call
-a tool on its own, so the model is chosen per turn (LangGraph's dynamic model): a tool
-call is required on the user's turn and ruled out once the tool has answered.
+a tool on its own, so its endpoints say ``tool_choice_by_turn=True``: a tool call is
+required on the user's turn and ruled out once the tool has answered; the agent itself
+is the tutorial's, unchanged.
 
 The question is asked twice with the ``agent`` node's exact cache on: the second run's
 model calls are cache hits that cost nothing and reach no replica. After each run: every
@@ -41,7 +42,7 @@ import warnings
 from contextlib import ExitStack
 from typing import Any
 
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.prebuilt import create_react_agent
 
 import agentflow as af
@@ -62,32 +63,35 @@ def get_weather(city: str) -> str:
 
 
 def zoo(api_bases: list[str], model: str) -> af.ModelZoo:
+    # tool_choice_by_turn: a 135M model does not decide to call a tool on its own, so the
+    # endpoint asks for a call on the user's turn and for an answer once the tool answered
     endpoints = [
-        af.Endpoint(model=model, api_base=base, api_key="none", pricing=PRICING, timeout=120)
+        af.Endpoint(
+            model=model,
+            api_base=base,
+            api_key="none",
+            pricing=PRICING,
+            timeout=120,
+            tool_choice_by_turn=True,
+        )
         for base in api_bases
     ]
     return af.ModelZoo(tiers=[af.Tier("local", endpoints=endpoints)])
 
 
 def build_agent(max_tokens: int) -> Any:
-    # --- the port: the model, chosen per turn ------------------------------------------
+    # --- the port: the model ---------------------------------------------------------
     # the agent node's answers, tool calls included, come from the exact cache when seen
     cache = af.CachePolicy("exact", allow_tool_calls=True)
     llm = ChatAgentflow(
         tier="local", temperature=0, max_tokens=max_tokens, nodes={"agent": {"cache": cache}}
     )
 
-    def model(state: dict[str, Any], runtime: Any) -> Any:
-        # required on the user's turn, none once the tool answered (a 135M model)
-        user_turn = isinstance(state["messages"][-1], HumanMessage)
-        choice = "required" if user_turn else "none"
-        return llm.bind_tools([get_weather], tool_choice=choice, parallel_tool_calls=False)
-
     # create_react_agent moved to langchain.agents.create_agent in LangGraph 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return create_react_agent(
-            model=model, tools=[get_weather], prompt="You are a helpful assistant"
+            model=llm, tools=[get_weather], prompt="You are a helpful assistant"
         )
 
 

@@ -67,12 +67,22 @@ def request_kwargs(
         # litellm would otherwise import its MCP bridge (and the `mcp` package) for any
         # call with tools; agentflow passes tools to the engine as they are
         kwargs["_skip_mcp_handler"] = True
+        if endpoint.tool_choice_by_turn and kwargs.get("tool_choice") in (None, "auto"):
+            kwargs["tool_choice"] = _choice_by_turn(messages or [])
+            kwargs.setdefault("parallel_tool_calls", False)  # one call at a time
     if operation == "chat_stream":
         kwargs["stream"] = True
         opts = dict(kwargs.get("stream_options") or {})
         opts["include_usage"] = True  # the engine's own usage settles the stream
         kwargs["stream_options"] = opts
     return kwargs
+
+
+def _choice_by_turn(messages: list[dict[str, Any]]) -> str:
+    """``Endpoint(tool_choice_by_turn=True)``: a tool call on the user's turn, an answer
+    once a tool has answered (for models too small to choose)."""
+    last = messages[-1].get("role") if messages else None
+    return "none" if last == "tool" else "required"
 
 
 _clients: dict[tuple[str, bool], Any] = {}

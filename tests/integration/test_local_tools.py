@@ -179,3 +179,48 @@ def test_without_the_template_smollm2_never_calls(replica_zoo: af.ModelZoo) -> N
     )
     assert not completion.tool_calls
     assert completion.text
+
+
+def test_a_plain_prebuilt_react_agent_makes_a_real_tool_round_trip(
+    tool_server: LlamaServer,
+) -> None:
+    """``create_react_agent(ChatAgentflow(tier=...), tools)`` unchanged: the endpoint's
+    ``tool_choice_by_turn`` asks for a tool call on the user's turn and an answer once
+    the tool has answered, so the 135M model makes the round trip on a real engine."""
+    import warnings
+
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from langgraph.prebuilt import create_react_agent
+
+    endpoint = af.Endpoint(
+        model="openai/" + tool_server.alias,
+        api_base=tool_server.base_url,
+        pricing=LLAMA_PRICING,
+        timeout=180,
+        tool_choice_by_turn=True,
+    )
+    af.configure(zoo=af.ModelZoo(tiers=[af.Tier("local", endpoints=[endpoint])]))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            agent = create_react_agent(
+                ChatAgentflow(tier="local", temperature=0, max_tokens=48), [get_weather]
+            )
+        with af.run("plain-react") as run:
+            out = agent.invoke({"messages": [("user", "What is the weather in Paris?")]})
+    finally:
+        reset()
+    messages = out["messages"]
+    calls = [m for m in messages if isinstance(m, AIMessage) and m.tool_calls]
+    results = [m for m in messages if isinstance(m, ToolMessage)]
+    assert [c.tool_calls[0]["name"] for c in calls] == ["get_weather"]
+    assert results
+    assert "sunny" in str(results[0].content)
+    assert isinstance(messages[-1], AIMessage)
+    assert not messages[-1].tool_calls  # the model answered after the tool
+    assert set(run.steps) == {"agent"}
+    assert run.steps["agent"].calls == 2
+    assert run.cost.total_usd > 0
