@@ -11,15 +11,23 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from agentflow._errors import BudgetExceededError, ConfigError, NotConfiguredError
+from agentflow._errors import ConfigError, NotConfiguredError
 from agentflow._policy import RetryPolicy
+from agentflow._tenants import (
+    TenantBudget,
+    check_tenant_budget,
+    first_with_companions,
+    resolve,
+    tenant_ledgers,
+)
 from agentflow._validate import check_content_config, describe
 from agentflow._zoo import ModelZoo, read_toml
-from budgets import Budget, Ledger, LedgerBackend, MemoryBackend
+from budgets import Budget, BudgetAlert, Ledger, LedgerBackend, MemoryBackend
 
 if TYPE_CHECKING:
     from agentflow._policy import StepPolicy
@@ -42,7 +50,8 @@ class Config:
     zoo: ModelZoo | None = None
     cache_dir: Path = field(default_factory=_default_cache_dir)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    tenant_budget: Budget | None = None
+    tenant_budget: TenantBudget | None = None
+    on_budget_alert: Callable[[BudgetAlert], object] | None = None
     ledger_backend: LedgerBackend | None = None
     cache_backend: Any = None
     semantic_backend: Any = None
@@ -51,23 +60,30 @@ class Config:
     # where escalations accepted above a step's first tier are appended (docs/economics.md)
     distill_path: Path | None = field(default_factory=_default_distill_path)
 
-    def tenant_ledger(self, user_id: str | None) -> Ledger | None:
-        """The ledger of ``user_id``'s tenant budget (shared by all its runs), if any."""
-        if self.tenant_budget is None or user_id is None:
-            return None
+    def tenant_budgets(self, user_id: str | None) -> tuple[Budget, ...]:
+        """The budgets that apply to ``user_id`` (none without a user id)."""
+        return resolve(self.tenant_budget, user_id)
+
+    def tenant_ledgers(self, user_id: str | None) -> list[Ledger]:
+        """One ledger per tenant budget of ``user_id``, shared by all its runs (and, in a
+        shared ``ledger_backend``, all its processes). The first is on key
+        ``tenant:<user_id>``, the next ones on ``tenant:<user_id>:2``, ``:3``..."""
+        budgets = self.tenant_budgets(user_id)
+        if not budgets or user_id is None:
+            return []
         global _shared_backend
         backend = self.ledger_backend
         if backend is None:
-            if _shared_backend is None:
-                _shared_backend = MemoryBackend()
-            backend = _shared_backend
-        return Ledger(
-            self.tenant_budget,
-            name=f"tenant {user_id!r} budget",
-            backend=backend,
-            key=f"tenant:{user_id}",
-            error=BudgetExceededError,
-        )
+            with _lock:
+                if _shared_backend is None:
+                    _shared_backend = MemoryBackend()
+                backend = _shared_backend
+        return tenant_ledgers(budgets, user_id, backend)
+
+    def tenant_ledger(self, user_id: str | None) -> Ledger | None:
+        """The first of ``user_id``'s tenant ledgers (what ``af.run`` keeps as
+        ``run.tenant_ledger``); ``agentflow._tenants.companions_of`` gives the others."""
+        return first_with_companions(self.tenant_ledgers(user_id))
 
 
 _lock = threading.Lock()
@@ -141,7 +157,8 @@ def configure(
     path: str | Path | None = None,
     cache_dir: str | Path | None = None,
     retry: RetryPolicy | None = None,
-    tenant_budget: Budget | None = None,
+    tenant_budget: TenantBudget | None = None,
+    on_budget_alert: Callable[[BudgetAlert], object] | None = None,
     ledger_backend: LedgerBackend | None = None,
     cache_backend: Any = None,
     semantic_backend: Any = None,
@@ -153,7 +170,13 @@ def configure(
 
     ``tenant_budget`` (e.g. ``Budget(max_usd=5, window=timedelta(days=1))``) applies to
     every run with that ``user_id``, across runs, in ``ledger_backend`` (in memory by
-    default; a ``budgets.RedisBackend`` shares it across machines).
+    default; a ``budgets.RedisBackend`` shares it across machines). It may also be a list
+    of budgets, all enforced (e.g. a daily dollar budget plus ``Budget(max_calls=60,
+    window=timedelta(minutes=1))`` as a requests-per-minute limit), a mapping
+    ``{user_id: budget(s)}`` (``"*"``: every other user id) or a function
+    ``user_id -> budget(s) | None``, called when a run with that user id starts.
+    ``on_budget_alert(alert)`` is called once per ``Budget(alerts=...)`` threshold reached
+    (``budgets.BudgetAlert``), beside a span event and a metric.
 
     ``cache_backend``: where the exact response cache lives: ``"disk"`` (the default,
     diskcache under ``cache_dir``), ``"memory"``, a ``redis://`` URL (shared across
@@ -207,12 +230,14 @@ def configure(
             )
         updates["retry"] = retry
     if tenant_budget is not None:
-        if not isinstance(tenant_budget, Budget):
+        updates["tenant_budget"] = check_tenant_budget(tenant_budget)
+    if on_budget_alert is not None:
+        if not callable(on_budget_alert):
             raise ConfigError(
-                f"tenant_budget must be a budgets.Budget, got {describe(tenant_budget)}; "
-                "e.g. tenant_budget=Budget(max_usd=5, window=timedelta(days=1))"
+                f"on_budget_alert must be a function alert -> None, got "
+                f"{describe(on_budget_alert)}; e.g. on_budget_alert=lambda alert: print(alert)"
             )
-        updates["tenant_budget"] = tenant_budget
+        updates["on_budget_alert"] = on_budget_alert
     if ledger_backend is not None:
         if not isinstance(ledger_backend, LedgerBackend):
             raise ConfigError(
@@ -281,7 +306,8 @@ def get_zoo() -> ModelZoo:
 
 
 def reset() -> None:
-    """Forget the configuration (tests)."""
-    global _config
+    """Forget the configuration and the in-memory tenant ledgers (tests)."""
+    global _config, _shared_backend
     with _lock:
         _config = None
+        _shared_backend = None

@@ -4,6 +4,7 @@ Usable without agentflow. Importing it is cheap: tiktoken, diskcache, redis and 
 imported only when a counter or backend that needs them is built.
 """
 
+from budgets._alerts import BudgetAlert
 from budgets._amounts import Remaining, Reservation, Spend
 from budgets._backends import (
     DiskCacheBackend,
@@ -22,6 +23,7 @@ from budgets._values import Cost, Usage
 __all__ = [
     "LIMIT_NAMES",
     "Budget",
+    "BudgetAlert",
     "BudgetError",
     "BudgetExceeded",
     "Cost",

@@ -16,6 +16,7 @@ metric and a user callback (``af.configure(on_budget_alert=...)``).
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -23,12 +24,22 @@ import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 from budgets._amounts import from_nano
 from budgets._backends._base import Amounts, LedgerBackend, Limits
 from budgets._budget import LIMIT_NAMES
 
-__all__ = ["BudgetAlert", "forget_seen", "marker", "reached", "remember", "seen"]
+__all__ = [
+    "BudgetAlert",
+    "Point",
+    "alert_of",
+    "forget_seen",
+    "marker",
+    "points",
+    "remember",
+    "unseen",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,24 +76,32 @@ class BudgetAlert:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One threshold of one limit: reached when ``spent[index] >= need`` (backend units),
+    claimed under ``marker``."""
+
+    index: int
+    threshold: float
+    need: int
+    marker: str
+
+
+@functools.lru_cache(maxsize=1024)
+def points(thresholds: tuple[float, ...], limits: Limits) -> tuple[Point, ...]:
+    """Every (set limit, threshold) pair of a budget, with the amount that reaches it."""
+    return tuple(
+        # exact: 0.7 × 10 is 7.000000000000001 in floats, which would need 8
+        Point(index, t, math.ceil(Fraction(repr(t)) * limit), marker(index, t))
+        for index, limit in enumerate(limits)
+        if limit is not None
+        for t in thresholds
+    )
+
+
 def marker(limit_index: int, threshold: float) -> str:
     """The name of one threshold's claim, unique within a ledger key (and window)."""
     return f"alert:{LIMIT_NAMES[limit_index]}:{threshold!r}"
-
-
-def reached(
-    thresholds: tuple[float, ...], limits: Limits, spent: Amounts
-) -> list[tuple[int, float]]:
-    """Every (limit index, threshold) whose share of the limit the settled spend reached."""
-    found: list[tuple[int, float]] = []
-    for index, limit in enumerate(limits):
-        if limit is None:
-            continue
-        for threshold in thresholds:
-            # integer arithmetic where it matters: ceil(threshold × limit) units reach it
-            if spent[index] >= math.ceil(threshold * limit):
-                found.append((index, threshold))
-    return found
 
 
 def alert_of(
@@ -108,20 +127,26 @@ def alert_of(
 
 
 # --- claims already made or lost, per backend: never asked for twice by this process -----
-_seen: weakref.WeakKeyDictionary[LedgerBackend, dict[str, float]] = weakref.WeakKeyDictionary()
+_seen: weakref.WeakKeyDictionary[LedgerBackend, dict[tuple[str, str], float]] = (
+    weakref.WeakKeyDictionary()
+)
 _seen_lock = threading.Lock()
 _SEEN_MAX = 10_000
 
 
-def seen(backend: LedgerBackend, name: str) -> bool:
+def unseen(backend: LedgerBackend, key: str, candidates: tuple[Point, ...]) -> list[Point]:
+    """The points of ``key`` whose claim this process has neither made nor lost."""
+    now = time.monotonic()
     with _seen_lock:
-        until = _seen.get(backend, {}).get(name)
-    return until is not None and until > time.monotonic()
+        names = _seen.get(backend)
+        if names is None:
+            return list(candidates)
+        return [p for p in candidates if names.get((key, p.marker), 0.0) <= now]
 
 
-def remember(backend: LedgerBackend, name: str, ttl_s: float | None) -> None:
-    """This process made or lost the claim ``name``: it need not ask the backend again
-    until the claim's window has passed."""
+def remember(backend: LedgerBackend, key: str, name: str, ttl_s: float | None) -> None:
+    """This process made or lost the claim ``name`` of ``key``: it need not ask the
+    backend again until the claim's window has passed."""
     now = time.monotonic()
     with _seen_lock:
         names = _seen.setdefault(backend, {})
@@ -130,7 +155,7 @@ def remember(backend: LedgerBackend, name: str, ttl_s: float | None) -> None:
                 del names[old]
             if len(names) >= _SEEN_MAX:
                 names.clear()  # only a shortcut: the backend's claim is the truth
-        names[name] = math.inf if ttl_s is None else now + ttl_s
+        names[(key, name)] = math.inf if ttl_s is None else now + ttl_s
 
 
 def forget_seen() -> None:

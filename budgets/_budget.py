@@ -7,11 +7,12 @@ negative number or a typo fails early with a message that says what to write ins
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 __all__ = ["LIMIT_NAMES", "Budget"]
 
@@ -30,6 +31,10 @@ class Budget(BaseModel):
     ``window`` turns the budget into a rolling allowance, e.g. a daily budget per tenant:
     ``Budget(max_usd=5, window=timedelta(days=1))``. Windows are aligned on the Unix epoch
     (a daily window resets at 00:00 UTC), and each window starts from zero.
+
+    ``alerts`` are soft thresholds, fractions of every set limit (e.g. ``(0.5, 0.8,
+    1.0)``): each fires once per window when the settled spend reaches it
+    (``Ledger.alerts_due``; agentflow makes it a span event, a metric and a callback).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -44,6 +49,7 @@ class Budget(BaseModel):
             max_output_tokens: int | None = None,
             max_calls: int | None = None,
             window: timedelta | None = None,
+            alerts: Sequence[float] = (),
         ) -> None: ...
 
     max_usd: Decimal | None = None
@@ -51,6 +57,7 @@ class Budget(BaseModel):
     max_output_tokens: int | None = None
     max_calls: int | None = None
     window: timedelta | None = None
+    alerts: tuple[float, ...] = ()
 
     @field_validator("max_usd", "max_input_tokens", "max_output_tokens", "max_calls", mode="before")
     @classmethod
@@ -95,6 +102,40 @@ class Budget(BaseModel):
                 "never resets."
             )
         return value
+
+    @field_validator("alerts", mode="before")
+    @classmethod
+    def _alert_list(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return (value,)  # alerts=0.8
+        if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+            raise ValueError(
+                f"alerts must be fractions of the limits, e.g. (0.5, 0.8, 1.0); got {value!r}"
+            )
+        fractions = tuple(value)
+        if any(isinstance(fraction, bool) for fraction in fractions):
+            raise ValueError(f"alerts are fractions such as 0.8, got {fractions!r}")
+        return fractions
+
+    @field_validator("alerts")
+    @classmethod
+    def _alert_fractions(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        for fraction in value:
+            if not (0 < fraction <= 1):
+                raise ValueError(
+                    f"each alert is a fraction of the limits in (0, 1], got {fraction!r}; "
+                    "e.g. alerts=(0.5, 0.8, 1.0) for 50 %, 80 % and 100 %"
+                )
+        return tuple(sorted(set(value)))
+
+    @model_validator(mode="after")
+    def _alerts_need_a_limit(self) -> Budget:
+        if self.alerts and self.unlimited:
+            raise ValueError(
+                f"alerts={self.alerts} are fractions of the limits, but this budget sets "
+                "none; give a limit too, e.g. Budget(max_usd=5, alerts=(0.5, 0.8, 1.0))"
+            )
+        return self
 
     @property
     def limits(self) -> tuple[Decimal | int | None, ...]:

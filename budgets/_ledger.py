@@ -27,6 +27,8 @@ from contextlib import suppress
 from datetime import timedelta
 from decimal import ROUND_FLOOR
 
+from budgets import _alerts
+from budgets._alerts import BudgetAlert
 from budgets._amounts import (
     Remaining,
     Reservation,
@@ -113,6 +115,7 @@ class Ledger:
                     "another backend"
                 )
         self._window_us = None if budget.window is None else budget.window // MICROSECOND
+        self._alert_points = _alerts.points(budget.alerts, self._limits) if budget.alerts else ()
 
     def __repr__(self) -> str:
         return f"Ledger({self.budget!r}, name={self.name!r}, key={self.key!r})"
@@ -241,6 +244,62 @@ class Ledger:
         self._own(res)
         if not await self.backend.arelease(res.key, res.id):
             raise self._closed(res)
+
+    # --- soft thresholds (``Budget.alerts``) ----------------------------------------
+    def _due(self) -> tuple[str, float | None, list[_alerts.Point]] | None:
+        """The window's key and TTL and the thresholds not yet claimed by this process,
+        or None when there is nothing left to check (no alerts, or all claimed)."""
+        if not self._alert_points:
+            return None
+        key, ttl_s = self._where()
+        pending = _alerts.unseen(self.backend, key, self._alert_points)
+        return (key, ttl_s, pending) if pending else None
+
+    def _alert(self, key: str, point: _alerts.Point, spent: Amounts) -> BudgetAlert:
+        window_index = None if self._window_us is None else int(key.rsplit(":", 1)[1])
+        return _alerts.alert_of(
+            self.name,
+            self.key,
+            point.index,
+            point.threshold,
+            self._limits,
+            spent,
+            self.budget.window,
+            window_index,
+        )
+
+    def alerts_due(self) -> list[BudgetAlert]:
+        """The ``Budget.alerts`` thresholds the settled spend has reached and nobody has
+        been told of yet: call after ``settle``. Each (key, window, limit, threshold) is
+        returned once, to the one caller that claims it in the backend (atomic there:
+        across threads, and across processes for diskcache and Redis)."""
+        due = self._due()
+        if due is None:
+            return []
+        key, ttl_s, pending = due
+        spent = self.backend.totals(key).spent
+        fired: list[BudgetAlert] = []
+        for point in pending:
+            if spent[point.index] >= point.need:
+                if self.backend.claim(key, point.marker, ttl_s):
+                    fired.append(self._alert(key, point, spent))
+                _alerts.remember(self.backend, key, point.marker, ttl_s)
+        return fired
+
+    async def aalerts_due(self) -> list[BudgetAlert]:
+        """``alerts_due`` for asyncio."""
+        due = self._due()
+        if due is None:
+            return []
+        key, ttl_s, pending = due
+        spent = (await self.backend.atotals(key)).spent
+        fired: list[BudgetAlert] = []
+        for point in pending:
+            if spent[point.index] >= point.need:
+                if await self.backend.aclaim(key, point.marker, ttl_s):
+                    fired.append(self._alert(key, point, spent))
+                _alerts.remember(self.backend, key, point.marker, ttl_s)
+        return fired
 
     def _totals(self) -> Totals:
         return self.backend.totals(self._where()[0])

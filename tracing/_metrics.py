@@ -13,6 +13,7 @@ instrument                                 unit           kind
 ``agentflow.calls``                        ``{call}``     counter (per cache outcome, status)
 ``agentflow.tokens``                       ``{token}``    counter (per ``agentflow.token.kind``)
 ``agentflow.calls.in_flight``              ``{call}``     up-down counter
+``agentflow.budget.alerts``                ``{alert}``    counter (scope, limit, threshold)
 =========================================  =============  ========================
 
 Bucket boundaries are the GenAI semantic conventions' advice. Instruments are created
@@ -41,6 +42,7 @@ __all__ = [
     "DURATION_BUCKETS",
     "TOKEN_BUCKETS",
     "Metrics",
+    "record_budget_alert",
     "record_cache_hit",
     "record_call",
     "record_in_flight",
@@ -66,6 +68,11 @@ REPLICA_HEALTH: Final = "agentflow.replica.health"
 CALLS: Final = "agentflow.calls"
 TOKENS: Final = "agentflow.tokens"
 IN_FLIGHT: Final = "agentflow.calls.in_flight"
+BUDGET_ALERTS: Final = "agentflow.budget.alerts"
+# the budget alert's dimensions (bounded: never the tenant's id)
+BUDGET_SCOPE: Final = "agentflow.budget.scope"
+BUDGET_LIMIT: Final = "agentflow.budget.limit"
+BUDGET_THRESHOLD: Final = "agentflow.budget.threshold"
 
 
 def _histogram(
@@ -83,6 +90,7 @@ class _Instruments:
     """The instruments, made from one meter."""
 
     __slots__ = (
+        "budget_alerts",
         "cache_hits",
         "calls",
         "cost",
@@ -132,6 +140,9 @@ class _Instruments:
         )
         self.in_flight: UpDownCounter = meter.create_up_down_counter(
             IN_FLIGHT, unit="{call}", description="Model calls sent and not yet answered."
+        )
+        self.budget_alerts: Counter = meter.create_counter(
+            BUDGET_ALERTS, unit="{alert}", description="Budget soft thresholds reached."
         )
 
 
@@ -248,6 +259,16 @@ class Metrics:
         }
         self._instruments().replica_health.add(1, attrs)
 
+    def record_budget_alert(self, *, scope: str, limit: str, threshold: float) -> None:
+        """A budget's soft threshold was reached: ``scope`` is ``tenant``, ``run`` or
+        ``step``, ``limit`` e.g. ``max_usd``, ``threshold`` e.g. 0.8."""
+        attrs: dict[str, AttributeValue] = {
+            BUDGET_SCOPE: scope,
+            BUDGET_LIMIT: limit,
+            BUDGET_THRESHOLD: threshold,
+        }
+        self._instruments().budget_alerts.add(1, attrs)
+
 
 # Follows tracing.meter(): the injected meter provider, else the global one.
 _default: Final = Metrics()
@@ -306,3 +327,8 @@ def record_replica_event(
 ) -> None:
     """Record a replica health event on ``tracing.meter()``'s provider."""
     _default.record_replica_event(event=event, endpoint=endpoint, attributes=attributes)
+
+
+def record_budget_alert(scope: str, limit: str, threshold: float) -> None:
+    """Count a budget alert on ``tracing.meter()``'s provider (see ``record_call``)."""
+    _default.record_budget_alert(scope=scope, limit=limit, threshold=threshold)

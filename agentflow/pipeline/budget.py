@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -29,10 +30,13 @@ from collections.abc import Generator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from agentflow._alerts import announce
 from agentflow._errors import BudgetExceededError, ConfigError
+from agentflow._tenants import companions_of
 from agentflow.pipeline.effects import Effect, Io
 from agentflow.pipeline.request import Request, Reservations
 from budgets import (
+    BudgetAlert,
     BudgetExceeded,
     Cost,
     Ledger,
@@ -65,6 +69,7 @@ DEFAULT_MAX_TOKENS = 2048
 PROMPT_MARGIN = 1.15
 
 _counters: dict[tuple[str | None, str], TokenCounter] = {}
+log = logging.getLogger("agentflow.budget")
 
 
 class CountRatio:
@@ -194,6 +199,8 @@ def ledgers_for(request: Request) -> list[Ledger]:
     run = request.run
     if run is not None:
         ledgers.extend(lg for lg in (run.ledger, run.tenant_ledger) if lg is not None)
+        if run.tenant_ledger is not None:  # the tenant's other budgets (rate limits)
+            ledgers.extend(companions_of(run.tenant_ledger))
     return ledgers
 
 
@@ -387,6 +394,13 @@ class BudgetGate:
             self._settle(reservations, usage, cost)
         finally:
             self._learn(reservations, usage)
+        alerts: list[BudgetAlert] = []
+        for ledger, _ in reservations:
+            try:
+                alerts.extend(ledger.alerts_due())
+            except Exception:  # the call is paid and settled: an alert must not fail it
+                log.exception("checking the alerts of %s failed", ledger.name)
+        announce(alerts)
 
     @staticmethod
     def _settle(reservations: Reservations, usage: Usage, cost: Cost) -> None:
@@ -409,6 +423,13 @@ class BudgetGate:
                 )
         finally:
             self._learn(reservations, usage)
+        alerts: list[BudgetAlert] = []
+        for ledger, _ in reservations:
+            try:
+                alerts.extend(await ledger.aalerts_due())
+            except Exception:  # the call is paid and settled: an alert must not fail it
+                log.exception("checking the alerts of %s failed", ledger.name)
+        announce(alerts)
 
     def release_now(self, reservations: Reservations) -> None:
         try:

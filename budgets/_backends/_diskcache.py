@@ -26,6 +26,7 @@ from budgets._errors import LedgerCorrupted
 __all__ = ["DiskCacheBackend"]
 
 _PREFIX = "budgets:ledger:"
+_CLAIM_PREFIX = "budgets:claim:"  # budget alerts fired (``claim``)
 
 
 def _amounts(values: list[int]) -> Amounts:
@@ -225,6 +226,11 @@ class DiskCacheBackend(LedgerBackend):
             raise self._corrupted("(a key)", exc) from None
         keys = [name[len(_PREFIX) :] for name in names if name.startswith(_PREFIX)]
         return sorted(key for key in keys if self._load(key)[0].records)
+
+    def claim(self, key: str, name: str, ttl_s: float | None) -> bool:
+        """diskcache's ``add``: set-if-absent inside one SQLite transaction, so one
+        process of all those sharing the directory wins."""
+        return bool(self._cache.add(f"{_CLAIM_PREFIX}{key}\n{name}", "1", expire=ttl_s))
 
     def close(self) -> None:
         self._cache.close()

@@ -170,3 +170,6 @@ class MemoryBackend(LedgerBackend):
 
     async def atotals(self, key: str) -> Totals:
         return self.totals(key)
+
+    async def aclaim(self, key: str, name: str, ttl_s: float | None) -> bool:
+        return self.claim(key, name, ttl_s)  # a lock held for microseconds: no thread hop

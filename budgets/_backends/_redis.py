@@ -245,6 +245,18 @@ class RedisBackend(LedgerBackend):
                 keys.add(text[start:end])
         return sorted(keys)
 
+    def _claim_args(self, key: str, name: str, ttl_s: float | None) -> tuple[str, dict[str, Any]]:
+        # the ledger key's hash tag: a claim lives in the same cluster slot as its counters
+        opts: dict[str, Any] = {"nx": True}
+        if ttl_s is not None:
+            opts["px"] = max(1, math.ceil(ttl_s * 1000))
+        return f"{self._prefix}{{{key}}}:claim:{name}", opts
+
+    def claim(self, key: str, name: str, ttl_s: float | None) -> bool:
+        """``SET NX``: one caller of all those sharing the server wins."""
+        claim_key, opts = self._claim_args(key, name, ttl_s)
+        return bool(self._client.set(claim_key, "1", **opts))
+
     # -- asyncio ---------------------------------------------------------------------
 
     def _aclient(self) -> tuple[Any, list[Any]] | None:
@@ -294,6 +306,13 @@ class RedisBackend(LedgerBackend):
         if self._aclient() is None:
             return await super().atotals(key)
         return self._totals(key, await self._arun(2, key, []))
+
+    async def aclaim(self, key: str, name: str, ttl_s: float | None) -> bool:
+        entry = self._aclient()
+        if entry is None:
+            return await super().aclaim(key, name, ttl_s)
+        claim_key, opts = self._claim_args(key, name, ttl_s)
+        return bool(await entry[0].set(claim_key, "1", **opts))
 
     async def aclose(self) -> None:
         """Close this event loop's async client (call before the loop ends)."""

@@ -15,6 +15,7 @@ import budgets
 PUBLIC = {
     "LIMIT_NAMES",
     "Budget",
+    "BudgetAlert",
     "BudgetError",
     "BudgetExceeded",
     "Cost",
