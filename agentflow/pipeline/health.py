@@ -28,7 +28,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 import tracing
@@ -36,6 +35,7 @@ from agentflow._errors import ConfigError
 from agentflow.pipeline.call import classify
 from agentflow.pipeline.effects import status_code
 from agentflow.pipeline.load import root_url
+from agentflow.pipeline.poller import Poller
 from tracing import attributes as A
 from tracing._metrics import record_replica_event
 
@@ -307,7 +307,7 @@ replica_health = ReplicaHealth()
 """The process-wide replica health the router and the plan read and report to."""
 
 
-class HealthProbes:
+class HealthProbes(Poller):
     """Poll ``GET /health`` of every replica with an ``api_base`` every ``interval``
     seconds, in a daemon thread, and report to ``replica_health``: a replica that does
     not answer 200 within ``timeout`` starts a cooldown, a cooling one that answers
@@ -331,13 +331,11 @@ class HealthProbes:
                     f"HealthProbes {name} must be a positive number of seconds, got "
                     f"{value!r}; pass e.g. interval=5.0, timeout=2.0"
                 )
+        super().__init__(interval)
         endpoints = zoo.endpoints() if hasattr(zoo, "endpoints") else list(zoo)
         self.targets = {e.id: url for e in endpoints if (url := root_url(e)) is not None}
-        self.interval = interval
         self.timeout = timeout
         self.health = health or replica_health
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def probe_all(self) -> dict[str, bool]:
         """Probe every replica once, now (blocking); ``{endpoint id: answered 200}``."""
@@ -369,33 +367,10 @@ class HealthProbes:
         except (OSError, ValueError) as err:
             return False, ConnectionError(f"GET {url}/health failed: {err}")
 
-    def start(self) -> HealthProbes:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="agentflow-health-probes", daemon=True
-            )
-            self._thread.start()
-        return self
+    thread_name = "agentflow-health-probes"
 
-    def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join(timeout=self.timeout + 1)
+    def tick(self) -> None:
+        self.probe_all()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.probe_all()
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> HealthProbes:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def join_timeout(self) -> float:
+        return self.timeout + 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import queue
-import threading
 import time
 import uuid
 import warnings
@@ -23,11 +22,12 @@ from typing import Any, NamedTuple
 
 from agentflow._errors import ConfigError
 from agentflow.pipeline.health import ReplicaHealth, replica_health
+from agentflow.pipeline.poller import Poller
 
 __all__ = ["HealthSync"]
 
 
-class HealthSync:
+class HealthSync(Poller):
     """Share ``health``'s cooldowns and recoveries (default: the process-wide
     ``replica_health``) with every process that syncs to the same Redis and prefix.
 
@@ -57,15 +57,13 @@ class HealthSync:
             import redis
 
             client = redis.Redis.from_url(url)
+        super().__init__(interval)
         self.client = client
         self.prefix = prefix
-        self.interval = float(interval)
         self.health = health or replica_health
         self._id = uuid.uuid4().hex  # this process's records are not read back
         self._outbox: queue.SimpleQueue[tuple[str, float, int]] = queue.SimpleQueue()
         self._seen: dict[str, float] = {}  # replica → time of the last record applied
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._warned = False
         self.health.listeners.append(self._changed)
 
@@ -98,20 +96,10 @@ class HealthSync:
             elif record.until == 0.0:
                 self.health.succeeded(endpoint_id, source="shared")
 
-    def start(self) -> HealthSync:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="agentflow-health-sync", daemon=True
-            )
-            self._thread.start()
-        return self
+    thread_name = "agentflow-health-sync"
 
-    def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join(timeout=self.interval + 5)
+    def join_timeout(self) -> float:
+        return self.interval + 5
 
     def close(self) -> None:
         """Stop, and stop listening to ``health``."""
@@ -119,23 +107,18 @@ class HealthSync:
         if self._changed in self.health.listeners:
             self.health.listeners.remove(self._changed)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sync()
-            except Exception as err:  # Redis down: keep the local view, say so once
-                if not self._warned:
-                    self._warned = True
-                    warnings.warn(
-                        f"replica health is not shared: Redis failed ({type(err).__name__}: "
-                        f"{err}); each process keeps its own cooldowns until it is back",
-                        RuntimeWarning,
-                        stacklevel=1,
-                    )
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> HealthSync:
-        return self.start()
+    def tick(self) -> None:
+        try:
+            self.sync()
+        except Exception as err:  # Redis down: keep the local view, say so once
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"replica health is not shared: Redis failed ({type(err).__name__}: "
+                    f"{err}); each process keeps its own cooldowns until it is back",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
 
     def __exit__(
         self,

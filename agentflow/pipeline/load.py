@@ -30,10 +30,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from agentflow._errors import ConfigError
+from agentflow.pipeline.poller import Poller
 
 if TYPE_CHECKING:
     from agentflow._zoo import Endpoint, ModelZoo
@@ -199,7 +199,7 @@ class _Target:
     window_asked: bool = False
 
 
-class EngineLoadMonitor:
+class EngineLoadMonitor(Poller):
     """Reads the engines' ``/metrics`` in a daemon thread; ``engine_load`` is the one
     the router reads.
 
@@ -212,12 +212,10 @@ class EngineLoadMonitor:
     def __init__(
         self, *, interval: float = 0.5, ttl: float | None = None, timeout: float = 0.5
     ) -> None:
+        super().__init__(interval)
         self._lock = threading.Lock()
         self._targets: dict[str, _Target] = {}
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.interval = self.ttl = self.timeout = 0.0
+        self.ttl = self.timeout = 0.0
         self.configure(interval=interval, ttl=ttl, timeout=timeout)
 
     def configure(
@@ -238,11 +236,6 @@ class EngineLoadMonitor:
                     "pass e.g. interval=0.5, timeout=0.5"
                 )
         self.interval, self.ttl, self.timeout = float(interval), float(ttl), float(timeout)
-
-    @property
-    def running(self) -> bool:
-        """Whether the poller is on (the router reads engine load only then)."""
-        return self._thread is not None
 
     # -- the router's side: no I/O ---------------------------------------------------------
     def watch(self, endpoints: Iterable[Endpoint]) -> None:
@@ -341,44 +334,21 @@ class EngineLoadMonitor:
             self.configure(interval=interval)
         if zoo is not None:
             self.watch(e for t in zoo.tiers if len(t.endpoints) > 1 for e in t.endpoints)
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="agentflow-engine-load", daemon=True
-            )
-            self._thread.start()
-        return self
+        return super().start()
 
-    def stop(self) -> None:
-        """Stop polling; readings are kept but age past ``ttl``."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            self._wake.set()
-            thread.join(timeout=5 * self.timeout + 1)
+    thread_name = "agentflow-engine-load"
+
+    def join_timeout(self) -> float:
+        return 5 * self.timeout + 1
+
+    def tick(self) -> None:
+        self.poll()
 
     def reset(self) -> None:
         """Stop and forget every replica and reading (testing)."""
         self.stop()
         with self._lock:
             self._targets.clear()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.poll()
-            self._wake.wait(self.interval)
-            self._wake.clear()
-
-    def __enter__(self) -> EngineLoadMonitor:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 engine_load = EngineLoadMonitor()
