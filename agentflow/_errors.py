@@ -32,6 +32,7 @@ __all__ = [
     "CacheKeyError",
     "CallError",
     "ConfigError",
+    "ContextWindowError",
     "LocalServerError",
     "MessageContentError",
     "NotConfiguredError",
@@ -87,6 +88,11 @@ class CallError(AgentflowError):
     def __init__(self, message: str, attempts: Iterable[object] = ()) -> None:
         self.attempts = list(attempts)
         super().__init__(message)
+
+
+class ContextWindowError(CallError):
+    """The prompt plus ``max_tokens`` does not fit the context window of a tier, its
+    fallbacks, or any stronger tier the call could move up to."""
 
 
 class ResponseValidationError(AgentflowError, ValueError):

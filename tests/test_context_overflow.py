@@ -54,3 +54,47 @@ def test_overflow_without_a_fallback_fails_at_once(srv: LoopbackServer) -> None:
     assert "does not fit the context window of tier 'small'" in str(err.value)
     assert "2048" in str(err.value)  # the engine's sizes
     assert len(_chat_models(srv)) == 1
+
+
+def test_overflow_moves_up_to_the_next_tier_with_room(srv: LoopbackServer) -> None:
+    """No fallback: a prompt too long for the small tier's declared window is never sent
+    there; the call moves up to the next tier in the zoo's order, whose window fits."""
+    srv.default = Reply("from the big model")
+    af.configure(
+        zoo=af.ModelZoo(
+            tiers=[
+                af.Tier("small", endpoints=[_endpoint(srv, context_window=64)]),
+                af.Tier("big", endpoints=[_endpoint(srv, "big-model", context_window=32_768)]),
+            ]
+        )
+    )
+    long = [{"role": "user", "content": "word " * 400}]
+    answer = af.complete(long, max_tokens=16)
+    assert answer.tier == "big"
+    assert answer.text == "from the big model"
+    assert _chat_models(srv) == ["big-model"]  # nothing was sent to the small tier
+
+
+def test_overflow_does_not_move_up_past_the_budget(srv: LoopbackServer) -> None:
+    """The next tier up costs more than the run can pay: a ContextWindowError, and
+    nothing is sent anywhere."""
+    from budgets import Budget
+
+    srv.default = Reply("from the big model")
+    af.configure(
+        zoo=af.ModelZoo(
+            tiers=[
+                af.Tier("small", endpoints=[_endpoint(srv, context_window=64)]),
+                af.Tier(
+                    "big",
+                    endpoints=[
+                        _endpoint(srv, "big-model", context_window=32_768, pricing=BIG_PRICE)
+                    ],
+                ),
+            ]
+        )
+    )
+    long = [{"role": "user", "content": "word " * 400}]
+    with af.run("tight", budget=Budget(max_usd="0.000001")), pytest.raises(af.ContextWindowError):
+        af.complete(long, max_tokens=16)
+    assert _chat_models(srv) == []

@@ -21,7 +21,13 @@ import tracing
 from agentflow._completion import Completion, Embedding
 from agentflow._config import get_config, get_zoo
 from agentflow._context import current_run, current_step, in_scorer
-from agentflow._errors import BudgetExceededError, CallError, ConfigError, ScorerError
+from agentflow._errors import (
+    BudgetExceededError,
+    CallError,
+    ConfigError,
+    ContextWindowError,
+    ScorerError,
+)
 from agentflow._litellm import litellm
 from agentflow._mode import get_mode
 from agentflow._policy import AUTO, Escalate, cache_control
@@ -189,12 +195,15 @@ def _climb(request: Request) -> Plan[Completion]:
     best: Completion | None = None
     answers: list[Completion] = []  # the scored answers, for the distillation data
     gate = BudgetGate(request)
+    names = list(request.zoo.names)
+    floor = -1  # a tier the prompt outgrew: the ladder goes on above it
     for level, tier_name in enumerate(ladder):
+        if names.index(tier_name) <= floor:
+            continue
         if level > 0 and not (yield from gate.can_afford_tier(tier_name)):
             break  # escalation never spends past the budget: keep the best answer so far
-        completion = yield from _answer_within_budget(
-            request, gate, tier_name, level, _chat_success
-        )
+        completion, tier_name = yield from _answer_with_room(request, gate, tier_name, level)
+        floor = names.index(tier_name)
         if request.escalate is None:
             return _finish(request, completion, None)
         confidence = yield from _score(request, request.escalate, completion)
@@ -215,6 +224,37 @@ def _climb(request: Request) -> Plan[Completion]:
             request.attempts,
         )
     return _finish(request, best, False)
+
+
+def _answer_with_room(
+    request: Request, gate: BudgetGate, tier_name: str, level: int
+) -> Plan[tuple[Completion, str]]:
+    """Answer at ``tier_name``; a prompt too long for its context window (and its
+    fallbacks') moves up to the next tier in the zoo's order the budget can pay for.
+    The answer and the tier that gave it."""
+    names = list(request.zoo.names)
+    while True:
+        try:
+            completion = yield from _answer_within_budget(
+                request, gate, tier_name, level, _chat_success
+            )
+            return completion, tier_name
+        except ContextWindowError:
+            tried = _fallback_chain(request.zoo, tier_name)
+            above = [n for n in names[names.index(tier_name) + 1 :] if n not in tried]
+            if not above or not (yield from gate.can_afford_tier(above[0])):
+                raise
+            tier_name = above[0]
+
+
+def _fallback_chain(zoo: Any, tier_name: str) -> set[str]:
+    """``tier_name`` and the fallback tiers its calls already tried."""
+    seen: set[str] = set()
+    name: str | None = tier_name
+    while name is not None and name not in seen:
+        seen.add(name)
+        name = zoo.tier(name).fallback
+    return seen
 
 
 def _score(request: Request, escalate: Escalate, completion: Completion) -> Plan[float | None]:
@@ -415,7 +455,7 @@ def answer_at_tier(
                 yield Sleep(wait)
     small = too_small or overflowed
     if small is not None and errors:
-        raise CallError(
+        raise ContextWindowError(
             f"the prompt does not fit the context window of tier {small!r}, and no "
             f"fallback tier answered ({errors[-1]}); shorten the prompt or max_tokens, or "
             "give the tier a fallback= tier with a larger context window",
