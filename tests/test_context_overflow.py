@@ -1,7 +1,8 @@
 """A prompt that overflows a model's context window: the engine's 400 is not fatal when
 the tier has a fallback — the fallback tier answers at once, without trying the tier's
-other replicas (they serve the same model) — and without one it fails at once, saying
-what to do."""
+other replicas (they serve the same model); without one the call moves up to the next
+tier with room that the budget can pay for, and with none it fails at once, saying what
+to do."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from agentflow.pipeline.load import (
     read_engine_load,
 )
 from agentflow.pipeline.route import candidates, rendezvous
-from agentflow.testing import LoopbackServer
+from agentflow.testing import LoopbackServer, Reply
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SYSTEM = {"role": "system", "content": "You answer questions about invoices. " * 10}
@@ -326,9 +326,15 @@ def test_a_prompt_that_fits_is_sent(srv: LoopbackServer) -> None:
     assert af.complete(messages=LONG, max_tokens=1900).endpoint == "big"
 
 
-def test_without_a_fallback_it_fails_at_once_naming_the_sizes(srv: LoopbackServer) -> None:
-    _tiers(srv, window=200, fallback=False)
-    with pytest.raises(af.CallError) as info:
+def test_without_a_tier_with_room_it_fails_at_once_naming_the_sizes(
+    srv: LoopbackServer,
+) -> None:
+    small = af.Endpoint(
+        model="openai/small-model", api_base=srv.base_url, name="small", context_window=200
+    )
+    # no fallback and no stronger tier to move up to
+    af.configure(zoo=af.ModelZoo(tiers=[af.Tier("small", endpoints=[small])]))
+    with pytest.raises(af.ContextWindowError) as info:
         af.complete(messages=LONG, max_tokens=50)
     message = str(info.value)
     assert "does not fit the context window of tier 'small'" in message
@@ -336,6 +342,13 @@ def test_without_a_fallback_it_fails_at_once_naming_the_sizes(srv: LoopbackServe
     assert "200-token context window" in message
     assert "-token prompt" in message
     assert _chat_models(srv) == []  # nothing was sent
+
+
+def test_without_a_fallback_it_moves_up_to_the_next_tier_unsent(srv: LoopbackServer) -> None:
+    _tiers(srv, window=200, fallback=False)
+    srv.default = Reply("from big")
+    assert af.complete(messages=LONG, max_tokens=50).endpoint == "big"
+    assert _chat_models(srv) == ["big-model"]  # nothing was sent to the small tier
 
 
 def test_context_window_must_be_a_positive_int() -> None:
