@@ -277,15 +277,9 @@ class CacheStage:
             if self.semantic and self.control.write:
                 yield from self._embed()
             return None
-        t0 = time.perf_counter()
-        exact, key = self.exact, self.key
-        entry = yield Io(
-            lambda: exact.lookup(key), lambda: exact.alookup(key), blocking=self.blocking
-        )
-        if entry is not None:
-            hit = self._hit(entry, "exact", None, time.perf_counter() - t0)
-            if hit is not None:
-                return hit
+        hit = yield from self.lookup_exact()
+        if hit is not None:
+            return hit
         if not self.semantic or self.sem is None:
             return None
         vector = yield from self._embed()

@@ -126,7 +126,7 @@ def reset_clients() -> None:
 def ready(endpoint: Endpoint) -> bool:
     """Whether a call to ``endpoint`` can start now: it takes the fast path, or litellm
     is imported already (the plan imports it first, outside any span's time)."""
-    return imported() or openai_http.eligible(endpoint)
+    return imported() or endpoint.fast_path
 
 
 def _final_kwargs(call: Call, use_async: bool) -> dict[str, Any]:
@@ -143,7 +143,7 @@ def _final_kwargs(call: Call, use_async: bool) -> dict[str, Any]:
 
 def send(call: Call) -> Outcome:
     """Perform ``call`` (blocking); the error, if any, is in the Outcome."""
-    if openai_http.eligible(call.endpoint):
+    if call.endpoint.fast_path:
         return openai_http.send(call)
     ll = litellm()
     fn = ll.embedding if call.operation == "embeddings" else ll.completion
@@ -160,7 +160,7 @@ async def asend(call: Call) -> Outcome:
     """Perform ``call`` under asyncio; the error, if any, is in the Outcome. A call
     still running at its deadline (``Call.deadline``, the retry policy's ``max_time``)
     is cancelled: a reply that drips in byte by byte cannot outlast it."""
-    if openai_http.eligible(call.endpoint):
+    if call.endpoint.fast_path:
         return await openai_http.asend(call)
     ll = litellm()
     fn = ll.aembedding if call.operation == "embeddings" else ll.acompletion

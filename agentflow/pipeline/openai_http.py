@@ -63,14 +63,8 @@ __all__ = [
     "SSEStream",
     "asend",
     "close_clients",
-    "eligible",
     "send",
 ]
-
-
-def eligible(endpoint: Endpoint) -> bool:
-    """Whether calls to ``endpoint`` take the fast path (``Endpoint.fast_path``)."""
-    return endpoint.fast_path
 
 
 # --- pooled clients -------------------------------------------------------------------------
@@ -330,15 +324,32 @@ def _event(line: str, call: Call) -> JsonObject | None:
     return chunk  # type: ignore[no-any-return]  # object_hook: every object is a JsonObject
 
 
-class SSEStream:
-    """The chunks of a streamed chat reply, read as they come (``close()`` stops)."""
+class _Lines:
+    """What the sync and async streams share: the reply's size so far, under its cap,
+    and each line read as an SSE event."""
 
     def __init__(self, response: httpx.Response, call: Call, cap: int) -> None:
         self.response = response
         self._call = call
         self._cap = cap
-        self._lines = response.iter_lines()
         self._size = 0
+
+    def _chunk(self, line: str) -> JsonObject | None:
+        self._size += len(line) + 1
+        if self._size > self._cap:
+            raise _too_large(self._call, self._cap)
+        return _event(line, self._call)
+
+    def _failed(self, err: httpx.TransportError) -> EngineError:
+        return _transport_error(err, self._call, timeout_of(self._call))
+
+
+class SSEStream(_Lines):
+    """The chunks of a streamed chat reply, read as they come (``close()`` stops)."""
+
+    def __init__(self, response: httpx.Response, call: Call, cap: int) -> None:
+        super().__init__(response, call, cap)
+        self._lines = response.iter_lines()
 
     def __iter__(self) -> Iterator[JsonObject]:
         return self
@@ -348,15 +359,12 @@ class SSEStream:
 
         try:
             for line in self._lines:
-                self._size += len(line) + 1
-                if self._size > self._cap:
-                    raise _too_large(self._call, self._cap)
-                chunk = _event(line, self._call)
+                chunk = self._chunk(line)
                 if chunk is not None:
                     return chunk
         except httpx.TransportError as err:
             self.close()
-            raise _transport_error(err, self._call, timeout_of(self._call)) from err
+            raise self._failed(err) from err
         except BaseException:
             self.close()
             raise
@@ -367,15 +375,12 @@ class SSEStream:
         self.response.close()
 
 
-class AsyncSSEStream:
+class AsyncSSEStream(_Lines):
     """``SSEStream`` under asyncio (``aclose()`` stops)."""
 
     def __init__(self, response: httpx.Response, call: Call, cap: int) -> None:
-        self.response = response
-        self._call = call
-        self._cap = cap
+        super().__init__(response, call, cap)
         self._lines = response.aiter_lines()
-        self._size = 0
 
     def __aiter__(self) -> AsyncIterator[JsonObject]:
         return self
@@ -385,15 +390,12 @@ class AsyncSSEStream:
 
         try:
             async for line in self._lines:
-                self._size += len(line) + 1
-                if self._size > self._cap:
-                    raise _too_large(self._call, self._cap)
-                chunk = _event(line, self._call)
+                chunk = self._chunk(line)
                 if chunk is not None:
                     return chunk
         except httpx.TransportError as err:
             await self.aclose()
-            raise _transport_error(err, self._call, timeout_of(self._call)) from err
+            raise self._failed(err) from err
         except BaseException:
             await self.aclose()
             raise
