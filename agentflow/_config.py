@@ -2,8 +2,8 @@
 
 ``af.configure(zoo=...)`` or ``af.configure(path="agentflow.toml")``. Environment:
 ``AGENTFLOW_CONFIG`` (a TOML file loaded on first use when ``configure`` was not called),
-``AGENTFLOW_CACHE_DIR``, ``AGENTFLOW_DISTILL_PATH``. An explicit argument wins over the
-environment, which wins over the default.
+``AGENTFLOW_CACHE_DIR``, ``AGENTFLOW_DISTILL_PATH``, ``AGENTFLOW_ENGINE_METRICS``. An
+explicit argument wins over the environment, which wins over the default.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from agentflow._policy import RetryPolicy
 from agentflow._tenants import (
     TenantBudget,
     check_tenant_budget,
-    first_with_companions,
     resolve,
     tenant_ledgers,
 )
@@ -38,6 +37,17 @@ __all__ = ["Config", "configure", "get_config", "get_zoo", "register_step"]
 def _default_cache_dir() -> Path:
     env = os.environ.get("AGENTFLOW_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "agentflow"
+
+
+def _default_engine_metrics() -> bool:
+    value = os.environ.get("AGENTFLOW_ENGINE_METRICS", "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(
+        f"AGENTFLOW_ENGINE_METRICS={value!r} is not a switch; set it to 1 or 0 (or unset it)"
+    )
 
 
 def _default_distill_path() -> Path | None:
@@ -59,6 +69,9 @@ class Config:
     router: Any = None
     # where escalations accepted above a step's first tier are appended (docs/economics.md)
     distill_path: Path | None = field(default_factory=_default_distill_path)
+    # sample self-hosted engines' busy-time counters at run start and end
+    # (agentflow.pipeline.engine_time, docs/economics.md)
+    engine_metrics: bool = field(default_factory=_default_engine_metrics)
 
     def tenant_budgets(self, user_id: str | None) -> tuple[Budget, ...]:
         """The budgets that apply to ``user_id`` (none without a user id)."""
@@ -79,11 +92,6 @@ class Config:
                     _shared_backend = MemoryBackend()
                 backend = _shared_backend
         return tenant_ledgers(budgets, user_id, backend)
-
-    def tenant_ledger(self, user_id: str | None) -> Ledger | None:
-        """The first of ``user_id``'s tenant ledgers (what ``af.run`` keeps as
-        ``run.tenant_ledger``); ``agentflow._tenants.companions_of`` gives the others."""
-        return first_with_companions(self.tenant_ledgers(user_id))
 
 
 _lock = threading.Lock()
@@ -165,6 +173,7 @@ def configure(
     embedder: Any = None,
     router: Any = None,
     distill_path: str | Path | Literal[False] | None = None,
+    engine_metrics: bool | None = None,
 ) -> Config:
     """Set the model zoo (and optionally the cache directory and retry policy).
 
@@ -189,6 +198,10 @@ def configure(
     ``distill_path``: a JSONL file that gets one line per request an escalating step
     accepted above its first tier (prompt, rejected and accepted answers, scores, costs:
     data to distil the cheap tier); ``False`` stops recording.
+    ``engine_metrics=True``: at each run's start and end, read the busy-time counters of
+    every GPU-hour replica with an ``api_base`` (one ``GET /metrics``, off the call
+    path) into ``agentflow.engine.sample`` spans, for ``agentflow report``'s engine
+    busy time (``AGENTFLOW_ENGINE_METRICS=1`` does the same).
 
     Every step decorated so far is checked against the zoo: a step naming a tier the zoo
     does not have fails here, with the valid names in the message.
@@ -222,6 +235,13 @@ def configure(
         updates["distill_path"] = None
     elif distill_path is not None:
         updates["distill_path"] = _distill_file(distill_path)
+    if engine_metrics is not None:
+        if not isinstance(engine_metrics, bool):
+            raise ConfigError(
+                f"engine_metrics must be True or False, got {describe(engine_metrics)}; "
+                "e.g. af.configure(engine_metrics=True)"
+            )
+        updates["engine_metrics"] = engine_metrics
     if retry is not None:
         if not isinstance(retry, RetryPolicy):
             raise ConfigError(

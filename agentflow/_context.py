@@ -44,7 +44,11 @@ class RunState(Protocol):
     user_id: str | None
     session_id: str | None
     ledger: Ledger | None
-    tenant_ledger: Ledger | None
+    tenant_ledgers: tuple[Ledger, ...]
+
+    @property
+    def tenant_ledger(self) -> Ledger | None: ...
+
     totals: Totals
     steps: dict[str, StepSummary]
 
@@ -75,6 +79,8 @@ class Totals:
     cost: Cost = field(default_factory=Cost)
     saved_usd: Decimal = Decimal(0)
     latency_s: float = 0.0
+    # vs always the strongest tier, escalations included (below 0: they cost more)
+    routing_saved_usd: Decimal = Decimal(0)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(
@@ -95,6 +101,11 @@ class Totals:
             self.cost = self.cost + cost
             self.saved_usd += saved_usd
             self.latency_s += latency_s
+
+    def add_routing(self, saved_usd: Decimal) -> None:
+        """Add what routing saved a request (``agentflow.route.saved_usd``)."""
+        with self._lock:
+            self.routing_saved_usd += saved_usd
 
 
 class StepFrame:
@@ -174,4 +185,6 @@ def totals_attributes(totals: Totals) -> dict[str, Any]:
         cost_cached_input=float(c.cached_input_usd),
         cost_output=float(c.output_usd),
         calls=totals.calls,
+        cache_write_prompt_tokens=u.cache_write_tokens,
+        cost_cache_write=float(c.cache_write_usd),
     )

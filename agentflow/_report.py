@@ -1,5 +1,6 @@
-"""``run.report()``: spent vs. limit, cache savings, then per step and tier: calls, cache
-hits, tokens, cost and what the cache saved."""
+"""``run.report()``: spent vs. limit, cache and routing savings, then per step and tier:
+calls, cache hits, tokens, cost, what the cache saved and what routing saved (against
+always calling the zoo's strongest tier; below 0 where escalations cost more)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ __all__ = ["render_report"]
 
 def _usd(value: Decimal) -> str:
     return f"${value:.6f}"
+
+
+def _signed_usd(value: Decimal) -> str:
+    return f"-{_usd(-value)}" if value < 0 else _usd(value)
 
 
 def _cached_share(t: Totals) -> str:
@@ -41,7 +46,7 @@ def render_report(run: RunState) -> str:
         f"run {run.name!r}: {t.calls} calls, {t.usage.total_tokens} tokens "
         f"({_cached_share(t)} of prompt cached), {_usd(t.cost.total_usd)}"
     ]
-    for ledger in (run.ledger, run.tenant_ledger):
+    for ledger in (run.ledger, *run.tenant_ledgers):
         if ledger is None:
             continue
         spent, b = ledger.spent(), ledger.budget
@@ -60,6 +65,11 @@ def render_report(run: RunState) -> str:
             f"  response cache: {_hit_rate(t)} of calls answered from the cache, "
             f"saved {_usd(t.saved_usd)}"
         )
+    if t.routing_saved_usd:
+        lines.append(
+            f"  routing: saved {_signed_usd(t.routing_saved_usd)} against calling the "
+            "strongest tier every time (rejected answers of escalations included)"
+        )
     header = [
         "step",
         "kind",
@@ -71,6 +81,7 @@ def render_report(run: RunState) -> str:
         "completion",
         "cost",
         "saved",
+        "routing",
         "time",
     ]
     rows = [header]
@@ -88,6 +99,7 @@ def render_report(run: RunState) -> str:
                     str(tt.usage.completion_tokens),
                     _usd(tt.cost.total_usd),
                     _usd(tt.saved_usd),
+                    _signed_usd(tt.routing_saved_usd),
                     f"{tt.latency_s:.2f}s",
                 ]
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from contextvars import Token
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
@@ -61,7 +62,8 @@ class Run:
         if ledger is None and budget is not None:
             ledger = Ledger(budget, name=f"run {name!r} budget", error=BudgetExceededError)
         self.ledger = ledger
-        self.tenant_ledger = get_config().tenant_ledger(user_id)
+        # one ledger per tenant budget (a daily budget, a per-minute limit...), all paid into
+        self.tenant_ledgers: tuple[Ledger, ...] = tuple(get_config().tenant_ledgers(user_id))
         self.totals = Totals()
         self.attempts: list[Attempt] = []
         self.steps: dict[str, StepSummary] = {}
@@ -71,6 +73,11 @@ class Run:
         self._span: trace.Span | None = None
         self._open_streams = 0  # streams started in this run and not settled yet
         self._span_pending = False  # the run ended while streams were open
+
+    @property
+    def tenant_ledger(self) -> Ledger | None:
+        """The tenant's first budget's ledger (``tenant_ledgers`` holds them all)."""
+        return self.tenant_ledgers[0] if self.tenant_ledgers else None
 
     # --- totals -------------------------------------------------------------------
     @property
@@ -108,6 +115,15 @@ class Run:
                 tier = summary.tiers[attempt.tier] = Totals()
             tier.add(attempt.usage, attempt.cost, **kwargs)
         self.totals.add(attempt.usage, attempt.cost, **kwargs)
+
+    def _record_routing(self, attempt: Attempt, saved_usd: Decimal) -> None:
+        """Add what routing saved the request ``attempt`` settled (below 0: escalations
+        cost more) to the run and to its step's and tier's rows (``_record`` made them)."""
+        summary = self.steps.get(attempt.step or NO_STEP)
+        rows = [summary.totals, summary.tiers.get(attempt.tier)] if summary else []
+        for totals in (*rows, self.totals):
+            if totals is not None:
+                totals.add_routing(saved_usd)
 
     def _stream_opened(self) -> None:
         with self._lock:
@@ -161,6 +177,7 @@ class Run:
         )
         self._otel_token = otel_context.attach(trace.set_span_in_context(self._span))
         self._token = current_run.set(self)
+        _sample_engines(self._span, "run_start")
         return self
 
     def __exit__(
@@ -169,6 +186,7 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        _sample_engines(self._span, "run_end")
         with self._lock:
             # a stream still open settles after the run: its span waits for it (the
             # stream's clean-up settles it at the latest when it is garbage-collected)
@@ -194,6 +212,16 @@ class Run:
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+def _sample_engines(span: trace.Span | None, trigger: str) -> None:
+    """With ``engine_metrics`` on, have the GPU-hour replicas' busy-time counters read
+    (in a background thread: this never waits for the engines)."""
+    cfg = get_config()
+    if cfg.engine_metrics:
+        from agentflow.pipeline.engine_time import sample_run
+
+        sample_run(span, trigger, cfg.zoo)
 
 
 def _check_run_args(

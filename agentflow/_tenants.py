@@ -9,8 +9,6 @@ settled after it by the budget stage.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeAlias
@@ -24,8 +22,6 @@ __all__ = [
     "TenantBudget",
     "TenantBudgets",
     "check_tenant_budget",
-    "companions_of",
-    "first_with_companions",
     "resolve",
     "tenant_ledgers",
 ]
@@ -47,10 +43,6 @@ _HINT = (
     "mapping {user_id: budget(s)} with '*' for everyone else, or a function "
     "user_id -> budget(s) or None"
 )
-
-# a tenant's first ledger -> its other ones (several tenant budgets: rate limits)
-_companions: weakref.WeakKeyDictionary[Ledger, list[Ledger]] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
 
 
 def _budgets_ok(value: Any) -> bool:
@@ -130,20 +122,3 @@ def tenant_ledgers(budgets: Sequence[Budget], user_id: str, backend: LedgerBacke
             Ledger(budget, name=name, backend=backend, key=key, error=BudgetExceededError)
         )
     return ledgers
-
-
-def first_with_companions(ledgers: list[Ledger]) -> Ledger | None:
-    """The first ledger, remembering the others as its companions (``af.run`` keeps one
-    ``tenant_ledger``; the budget stage asks ``companions_of`` for the rest)."""
-    if not ledgers:
-        return None
-    if len(ledgers) > 1:
-        with _lock:
-            _companions[ledgers[0]] = ledgers[1:]
-    return ledgers[0]
-
-
-def companions_of(ledger: Ledger) -> list[Ledger]:
-    """The other tenant ledgers made together with ``ledger``."""
-    with _lock:
-        return list(_companions.get(ledger, ()))

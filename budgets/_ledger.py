@@ -150,7 +150,19 @@ class Ledger:
         left = max(limit - refusal.used, 0)
         asked: object = (res.usd, res.input_tokens, res.output_tokens, res.calls)[refusal.index]
         remaining: object = from_nano(left) if refusal.index == 0 else left
-        return self._error(self.name, LIMIT_NAMES[refusal.index], asked, remaining)
+        limit_name = LIMIT_NAMES[refusal.index]
+        wait = self.window_resets_in()
+        if wait is None:
+            return self._error(self.name, limit_name, asked, remaining)
+        return self._error(self.name, limit_name, asked, remaining, retry_after_s=wait)
+
+    def window_resets_in(self) -> float | None:
+        """Seconds until this budget's window starts again from zero (``None`` for a
+        budget with no window): what a refusal's ``retry_after_s`` says."""
+        if self._window_us is None:
+            return None
+        now_us = int(self._clock() * 1_000_000)
+        return ((now_us // self._window_us + 1) * self._window_us - now_us) / 1_000_000
 
     def _own(self, res: Reservation) -> None:
         if res.ledger_key != self.key:

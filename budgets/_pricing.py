@@ -35,10 +35,21 @@ def _throughput(value: Decimal, info: ValidationInfo) -> Decimal:
 
 
 class TokenPricing(BaseModel):
-    """USD per million input, cached input and output tokens.
+    """USD per million input, cached input, cache-write and output tokens.
 
-    ``cached_input_per_mtok=None`` means the input price: cached tokens are never free
-    by accident.
+    ``cached_input_per_mtok`` prices prompt tokens read from the provider's prompt cache,
+    ``cache_write_per_mtok`` those written to it. ``None`` means the input price for
+    either: cached tokens are never free by accident, and writes cost at least what the
+    provider's plain input costs unless you say otherwise.
+
+    Anthropic, for example, charges 1.25x the input price for a 5-minute cache write
+    (2x for a 1-hour one) and 0.1x for a cache read; Claude Sonnet 4 at $3 input, $15
+    output per million tokens is::
+
+        TokenPricing(input_per_mtok=3, output_per_mtok=15,
+                     cached_input_per_mtok="0.30", cache_write_per_mtok="3.75")
+
+    Those ratios are the provider's, not built in: check its price list.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -51,6 +62,7 @@ class TokenPricing(BaseModel):
             input_per_mtok: Decimal | float | str,
             output_per_mtok: Decimal | float | str,
             cached_input_per_mtok: Decimal | float | str | None = None,
+            cache_write_per_mtok: Decimal | float | str | None = None,
             kind: Literal["token"] = "token",
         ) -> None: ...
 
@@ -58,8 +70,11 @@ class TokenPricing(BaseModel):
     input_per_mtok: Decimal
     output_per_mtok: Decimal
     cached_input_per_mtok: Decimal | None = None
+    cache_write_per_mtok: Decimal | None = None
 
-    @field_validator("input_per_mtok", "output_per_mtok", "cached_input_per_mtok")
+    @field_validator(
+        "input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok"
+    )
     @classmethod
     def _non_negative(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
         return None if value is None else _price(value, info)
@@ -70,6 +85,13 @@ class TokenPricing(BaseModel):
             return self.input_per_mtok
         return self.cached_input_per_mtok
 
+    @property
+    def effective_cache_write_per_mtok(self) -> Decimal:
+        """The price of a cache-write token: ``cache_write_per_mtok``, else the input one."""
+        if self.cache_write_per_mtok is None:
+            return self.input_per_mtok
+        return self.cache_write_per_mtok
+
     def cost(self, usage: Usage) -> Cost:
         return Cost(
             input_usd=self.input_per_mtok * usage.uncached_prompt_tokens / _MILLION,
@@ -77,6 +99,9 @@ class TokenPricing(BaseModel):
             * usage.cached_prompt_tokens
             / _MILLION,
             output_usd=self.output_per_mtok * usage.completion_tokens / _MILLION,
+            cache_write_usd=self.effective_cache_write_per_mtok
+            * usage.cache_write_tokens
+            / _MILLION,
         )
 
     def per_token(self) -> TokenPricing:
@@ -90,7 +115,8 @@ class GpuHourPricing(BaseModel):
     sustained throughput: one output token costs ``usd_per_gpu_hour * gpus / 3600 /
     output_tokens_per_s``. Cached prompt tokens skip prefill, so they cost no prefill
     time (``cached_prompt_tokens_per_s=None``); give a throughput for them if your engine
-    still spends measurable time on them.
+    still spends measurable time on them. Tokens written to a prompt cache are prefilled
+    like any uncached prompt token and cost the same.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -158,7 +184,7 @@ class GpuHourPricing(BaseModel):
             input_per_mtok=self._usd(_MILLION, self.prompt_tokens_per_s),
             output_per_mtok=self._usd(_MILLION, self.output_tokens_per_s),
             cached_input_per_mtok=ZERO if cached is None else self._usd(_MILLION, cached),
-        )
+        )  # cache writes: the input price (a write is a prefill)
 
     def cost(self, usage: Usage) -> Cost:
         cached = self.cached_prompt_tokens_per_s
@@ -168,6 +194,7 @@ class GpuHourPricing(BaseModel):
                 ZERO if cached is None else self._usd(usage.cached_prompt_tokens, cached)
             ),
             output_usd=self._usd(usage.completion_tokens, self.output_tokens_per_s),
+            cache_write_usd=self._usd(usage.cache_write_tokens, self.prompt_tokens_per_s),
         )
 
 

@@ -27,6 +27,7 @@ SECTIONS = (
     "timeline",
     "utilisation",
     "savings",
+    "escalation",
     "latency",
     "cost-per-step",
     "endpoints",
@@ -148,7 +149,8 @@ def test_page_has_every_section_chart_and_run(
     text = " ".join(dom.text)
     for name in gpu:
         assert f"{data['endpoints'][name]['utilisation']:.1%} busy" in text
-    assert dom.count("savings", "rect.bar") == 3  # prefix, response, semantic cache
+    assert dom.count("savings", "rect.bar") == 4  # prefix, response, semantic cache, routing
+    assert dom.count("escalation", "table.escalation") == 1  # the escalation tax per step
     # latency: p50, p95 and p99 bars per step and per tier
     assert dom.count("latency", "rect.bar") == 3 * (len(data["steps"]) + len(data["tiers"]))
     assert dom.count("endpoints", "table.economics") == 1

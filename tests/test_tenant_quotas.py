@@ -182,6 +182,10 @@ def test_requests_per_window_refuse_the_61st_call_then_allow_the_next_window(
         assert time.time() < start + window_s, "the 60 calls did not fit in one window"
         assert refused.value.budget == "tenant 'acme' budget #2 (per 3 s)"
         assert refused.value.limit == "max_calls"
+        # it says how long until the window lets calls through again
+        assert refused.value.retry_after_s is not None
+        assert 0 < refused.value.retry_after_s <= start + window_s - time.time() + 0.05
+        assert "window starts again in" in str(refused.value)
         assert _served(srv) == 60
 
         _start_of_window(window_s)
@@ -246,3 +250,34 @@ def test_tokens_per_window_limit_input_tokens(srv: LoopbackServer, backend: Ledg
     assert 8 <= made <= 10
     per_minute = get_config().tenant_ledgers("acme")[1]
     assert per_minute.spent().input_tokens == 10 * made <= 100
+
+
+def test_a_budget_without_a_window_has_no_retry_after(srv: LoopbackServer) -> None:
+    af.configure(zoo=_zoo(srv), tenant_budget=Budget(max_calls=1))
+    with af.run("once", user_id="acme"):
+        af.complete(QUESTION)
+        with pytest.raises(BudgetExceeded) as refused:
+            af.complete(QUESTION)
+    assert refused.value.retry_after_s is None
+    assert "window" not in str(refused.value)
+
+
+def test_the_run_keeps_and_reports_every_tenant_budget(srv: LoopbackServer) -> None:
+    per_minute = Budget(max_calls=60, window=timedelta(minutes=1))
+    tokens = Budget(max_input_tokens=1000, window=timedelta(minutes=1))
+    af.configure(zoo=_zoo(srv), tenant_budget=[DAILY, per_minute, tokens])
+    with af.run("report", user_id="acme") as run:
+        af.complete(QUESTION)
+        af.complete(QUESTION)
+    assert [lg.key for lg in run.tenant_ledgers] == [
+        "tenant:acme",
+        "tenant:acme:2",
+        "tenant:acme:3",
+    ]
+    assert run.tenant_ledger is run.tenant_ledgers[0]
+    report = run.report()
+    assert "tenant 'acme' budget #1 (per day) max_usd: spent" in report
+    assert "tenant 'acme' budget #2 (per minute) max_calls: spent 2 of 60 (3.3%)" in report
+    assert (
+        "tenant 'acme' budget #3 (per minute) max_input_tokens: spent 20 of 1000 (2.0%)" in report
+    )

@@ -91,6 +91,8 @@ def llm_attributes(
     cost_input: SupportsFloat,
     cost_cached_input: SupportsFloat,
     cost_output: SupportsFloat,
+    cache_write_prompt_tokens: int | None = None,
+    cost_cache_write: SupportsFloat = 0.0,
     endpoint: str | None = None,
     attempt: int = 1,
     escalation_level: int = 0,
@@ -103,22 +105,25 @@ def llm_attributes(
 ) -> dict[str, AttributeValue]:
     """Attributes of one LLM call (one attempt): OpenInference, GenAI and agentflow names.
 
-    ``prompt_tokens`` includes ``cached_prompt_tokens``; ``cached_prompt_tokens=None``
-    means the engine did not say (no cache-read count is written). ``cost_input`` is the
-    uncached prompt part, ``cost_cached_input`` the cached part, both in USD, so
-    ``llm.cost.prompt = cost_input + cost_cached_input``.
+    ``prompt_tokens`` includes ``cached_prompt_tokens`` and ``cache_write_prompt_tokens``
+    (prompt tokens written to the provider's prompt cache); ``None`` for either means the
+    engine did not say (no count is written). ``cost_input`` is the uncached prompt part,
+    ``cost_cached_input`` the cached part, ``cost_cache_write`` the cache-write part, all
+    in USD, so ``llm.cost.prompt = cost_input + cost_cached_input + cost_cache_write``.
     """
     _check_tokens(
         prompt_tokens=prompt_tokens,
         cached_prompt_tokens=cached_prompt_tokens,
         completion_tokens=completion_tokens,
+        cache_write_prompt_tokens=cache_write_prompt_tokens,
     )
-    if cached_prompt_tokens is not None and cached_prompt_tokens > prompt_tokens:
+    if (cached_prompt_tokens or 0) + (cache_write_prompt_tokens or 0) > prompt_tokens:
         raise ValueError(
-            f"cached_prompt_tokens ({cached_prompt_tokens}) exceeds prompt_tokens "
-            f"({prompt_tokens}); prompt counts must include cached tokens."
+            f"cached_prompt_tokens ({cached_prompt_tokens or 0}) + cache_write_prompt_tokens "
+            f"({cache_write_prompt_tokens or 0}) exceeds prompt_tokens ({prompt_tokens}); prompt "
+            "counts must include cached (read) and cache-write tokens."
         )
-    prompt_cost = float(cost_input) + float(cost_cached_input)
+    prompt_cost = float(cost_input) + float(cost_cached_input) + float(cost_cache_write)
     attrs: dict[str, AttributeValue] = {
         OI.OPENINFERENCE_SPAN_KIND: Kind.LLM.value,
         OI.LLM_MODEL_NAME: model,
@@ -139,6 +144,10 @@ def llm_attributes(
         attrs[OI.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_READ] = cached_prompt_tokens
         attrs[OI.LLM_COST_PROMPT_DETAILS_CACHE_READ] = float(cost_cached_input)
         attrs[c.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cached_prompt_tokens
+    if cache_write_prompt_tokens is not None:
+        attrs[OI.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_WRITE] = cache_write_prompt_tokens
+        attrs[OI.LLM_COST_PROMPT_DETAILS_CACHE_WRITE] = float(cost_cache_write)
+        attrs[c.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_write_prompt_tokens
     if response_model is not None:
         attrs[OI.LLM_RESPONSE_MODEL_NAME] = response_model
         attrs[c.GEN_AI_RESPONSE_MODEL] = response_model
@@ -246,8 +255,13 @@ def rollup_attributes(
     cost_cached_input: SupportsFloat,
     cost_output: SupportsFloat,
     calls: int,
+    cache_write_prompt_tokens: int = 0,
+    cost_cache_write: SupportsFloat = 0.0,
 ) -> dict[str, AttributeValue]:
     """Totals of a run's or step's LLM descendants, under ``agentflow.*`` names only.
+
+    Cache writes (``agentflow.tokens.cache_write_prompt``, ``agentflow.cost.cache_write_usd``)
+    are written only when there were some; ``agentflow.cost.total_usd`` includes them.
 
     Never ``llm.cost.*`` or ``llm.token_count.*``: those belong to LLM spans, and a
     backend summing them over a trace would otherwise count every call twice or more.
@@ -257,8 +271,9 @@ def rollup_attributes(
         cached_prompt_tokens=cached_prompt_tokens,
         completion_tokens=completion_tokens,
         calls=calls,
+        cache_write_prompt_tokens=cache_write_prompt_tokens,
     )
-    return {
+    attrs: dict[str, AttributeValue] = {
         c.AGENTFLOW_TOKENS_PROMPT: prompt_tokens,
         c.AGENTFLOW_TOKENS_CACHED_PROMPT: cached_prompt_tokens,
         c.AGENTFLOW_TOKENS_COMPLETION: completion_tokens,
@@ -268,9 +283,14 @@ def rollup_attributes(
         c.AGENTFLOW_COST_OUTPUT_USD: float(cost_output),
         c.AGENTFLOW_COST_TOTAL_USD: float(cost_input)
         + float(cost_cached_input)
+        + float(cost_cache_write)
         + float(cost_output),
         c.AGENTFLOW_CALLS: calls,
     }
+    if cache_write_prompt_tokens or float(cost_cache_write):
+        attrs[c.AGENTFLOW_TOKENS_CACHE_WRITE_PROMPT] = cache_write_prompt_tokens
+        attrs[c.AGENTFLOW_COST_CACHE_WRITE_USD] = float(cost_cache_write)
+    return attrs
 
 
 def step_attributes(*, name: str, kind: str, tier: str | None = None) -> dict[str, AttributeValue]:

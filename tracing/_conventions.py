@@ -34,16 +34,25 @@ __all__ = [
     "AGENTFLOW_CALLS",
     "AGENTFLOW_CONFIDENCE",
     "AGENTFLOW_COST_CACHED_INPUT_USD",
+    "AGENTFLOW_COST_CACHE_WRITE_USD",
     "AGENTFLOW_COST_INPUT_USD",
     "AGENTFLOW_COST_OUTPUT_USD",
     "AGENTFLOW_COST_SAVED_USD",
     "AGENTFLOW_COST_TOTAL_USD",
     "AGENTFLOW_ENDPOINT",
+    "AGENTFLOW_ENGINE_API_BASE",
+    "AGENTFLOW_ENGINE_BUSY_SECONDS_TOTAL",
+    "AGENTFLOW_ENGINE_BUSY_SOURCE",
+    "AGENTFLOW_ENGINE_KIND",
+    "AGENTFLOW_ENGINE_PROCESS_START_S",
+    "AGENTFLOW_ENGINE_SAMPLE_ERROR",
+    "AGENTFLOW_ENGINE_TRIGGER",
     "AGENTFLOW_ESCALATION_ACCEPTED",
     "AGENTFLOW_ESCALATION_LEVEL",
     "AGENTFLOW_ESCALATION_TAX_USD",
     "AGENTFLOW_PRICING_CACHED_INPUT_PER_MTOK",
     "AGENTFLOW_PRICING_CACHED_PROMPT_TOKENS_PER_S",
+    "AGENTFLOW_PRICING_CACHE_WRITE_PER_MTOK",
     "AGENTFLOW_PRICING_GPUS",
     "AGENTFLOW_PRICING_INPUT_PER_MTOK",
     "AGENTFLOW_PRICING_KIND",
@@ -58,12 +67,15 @@ __all__ = [
     "AGENTFLOW_REPLICA_PROBE_OK",
     "AGENTFLOW_REPLICA_SOURCE",
     "AGENTFLOW_ROUTE_ROUTER",
+    "AGENTFLOW_ROUTE_SAVED_USD",
+    "AGENTFLOW_ROUTE_STRONGEST_USD",
     "AGENTFLOW_RUN_NAME",
     "AGENTFLOW_STATUS",
     "AGENTFLOW_STEP_KIND",
     "AGENTFLOW_STEP_NAME",
     "AGENTFLOW_TIER",
     "AGENTFLOW_TOKENS_CACHED_PROMPT",
+    "AGENTFLOW_TOKENS_CACHE_WRITE_PROMPT",
     "AGENTFLOW_TOKENS_COMPLETION",
     "AGENTFLOW_TOKENS_PROMPT",
     "AGENTFLOW_TOKENS_TOTAL",
@@ -81,6 +93,7 @@ __all__ = [
     "GEN_AI_RESPONSE_MODEL",
     "GEN_AI_SYSTEM",
     "GEN_AI_TOKEN_TYPE",
+    "GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS",
     "GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS",
     "GEN_AI_USAGE_INPUT_TOKENS",
     "GEN_AI_USAGE_OUTPUT_TOKENS",
@@ -127,6 +140,9 @@ GEN_AI_USAGE_OUTPUT_TOKENS: Final = _gen_ai(
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = _gen_ai(
     "GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS", "gen_ai.usage.cache_read.input_tokens"
 )
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = _gen_ai(
+    "GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS", "gen_ai.usage.cache_creation.input_tokens"
+)
 GEN_AI_TOKEN_TYPE: Final = _gen_ai("GEN_AI_TOKEN_TYPE", "gen_ai.token.type")
 ERROR_TYPE: Final = "error.type"  # stable OTel name (opentelemetry.semconv.attributes.error)
 
@@ -165,6 +181,12 @@ AGENTFLOW_CACHE_OUTCOME: Final = "agentflow.cache.outcome"
 AGENTFLOW_STATUS: Final = "agentflow.status"
 AGENTFLOW_TOKEN_KIND: Final = "agentflow.token.kind"
 AGENTFLOW_ROUTE_ROUTER: Final = "agentflow.route.router"  # who chose a tier="auto" tier
+# on the answer that settles a chat request: what its usage would have cost on the zoo's
+# strongest tier, and that minus what the request paid for its answers (rejected cheaper
+# ones included: an escalation can save less than nothing). Not ``agentflow.cost.*``:
+# those are roll-ups, and a backend summing them must not count these.
+AGENTFLOW_ROUTE_STRONGEST_USD: Final = "agentflow.route.strongest_usd"
+AGENTFLOW_ROUTE_SAVED_USD: Final = "agentflow.route.saved_usd"
 # replica health (agentflow.pipeline.health): span events "agentflow.replica.cooldown",
 # ".probe" and ".recovered" carry these; the agentflow.replica.health counter too
 AGENTFLOW_REPLICA_EVENT: Final = "agentflow.replica.event"  # cooldown, probe, recovered
@@ -176,10 +198,12 @@ AGENTFLOW_REPLICA_SOURCE: Final = "agentflow.replica.source"  # "call" or "healt
 AGENTFLOW_COST_SAVED_USD: Final = "agentflow.cost.saved_usd"
 AGENTFLOW_COST_INPUT_USD: Final = "agentflow.cost.input_usd"
 AGENTFLOW_COST_CACHED_INPUT_USD: Final = "agentflow.cost.cached_input_usd"
+AGENTFLOW_COST_CACHE_WRITE_USD: Final = "agentflow.cost.cache_write_usd"
 AGENTFLOW_COST_OUTPUT_USD: Final = "agentflow.cost.output_usd"
 AGENTFLOW_COST_TOTAL_USD: Final = "agentflow.cost.total_usd"
 AGENTFLOW_TOKENS_PROMPT: Final = "agentflow.tokens.prompt"
 AGENTFLOW_TOKENS_CACHED_PROMPT: Final = "agentflow.tokens.cached_prompt"
+AGENTFLOW_TOKENS_CACHE_WRITE_PROMPT: Final = "agentflow.tokens.cache_write_prompt"
 AGENTFLOW_TOKENS_COMPLETION: Final = "agentflow.tokens.completion"
 AGENTFLOW_TOKENS_TOTAL: Final = "agentflow.tokens.total"
 AGENTFLOW_CALLS: Final = "agentflow.calls"
@@ -193,11 +217,23 @@ AGENTFLOW_PRICING_KIND: Final = "agentflow.pricing.kind"  # "token" or "gpu_hour
 AGENTFLOW_PRICING_INPUT_PER_MTOK: Final = "agentflow.pricing.input_per_mtok"
 AGENTFLOW_PRICING_CACHED_INPUT_PER_MTOK: Final = "agentflow.pricing.cached_input_per_mtok"
 AGENTFLOW_PRICING_OUTPUT_PER_MTOK: Final = "agentflow.pricing.output_per_mtok"
+AGENTFLOW_PRICING_CACHE_WRITE_PER_MTOK: Final = "agentflow.pricing.cache_write_per_mtok"
 AGENTFLOW_PRICING_USD_PER_GPU_HOUR: Final = "agentflow.pricing.usd_per_gpu_hour"
 AGENTFLOW_PRICING_GPUS: Final = "agentflow.pricing.gpus"
 AGENTFLOW_PRICING_PROMPT_TOKENS_PER_S: Final = "agentflow.pricing.prompt_tokens_per_s"
 AGENTFLOW_PRICING_OUTPUT_TOKENS_PER_S: Final = "agentflow.pricing.output_tokens_per_s"
 AGENTFLOW_PRICING_CACHED_PROMPT_TOKENS_PER_S: Final = "agentflow.pricing.cached_prompt_tokens_per_s"
+
+# On "agentflow.engine.sample" spans (agentflow.pipeline.engine_time): a reading of a
+# self-hosted engine's own busy-time counters, so a report can compare the engine's busy
+# time with the GPU time agentflow attributed to calls (agentflow.endpoint names it).
+AGENTFLOW_ENGINE_API_BASE: Final = "agentflow.engine.api_base"
+AGENTFLOW_ENGINE_KIND: Final = "agentflow.engine.kind"  # "llama.cpp", "vllm" or "sglang"
+AGENTFLOW_ENGINE_BUSY_SECONDS_TOTAL: Final = "agentflow.engine.busy_seconds_total"
+AGENTFLOW_ENGINE_BUSY_SOURCE: Final = "agentflow.engine.busy_source"  # "llama-server /metrics"
+AGENTFLOW_ENGINE_PROCESS_START_S: Final = "agentflow.engine.process_start_s"  # epoch s, if exposed
+AGENTFLOW_ENGINE_TRIGGER: Final = "agentflow.engine.trigger"  # "run_start" or "run_end"
+AGENTFLOW_ENGINE_SAMPLE_ERROR: Final = "agentflow.engine.sample_error"  # why no reading
 
 # Which OpenInference span kind each agentflow step kind is shown as.
 STEP_KIND_TO_SPAN_KIND: Final[dict[str, OpenInferenceSpanKindValues]] = {

@@ -10,12 +10,21 @@ Every LLM span carries its endpoint's pricing (``agentflow.pricing.*``). From it
   any span of the source names counts as up for the whole window (one endpoint is one
   replica), so a replica that served nothing in the window is all idle;
 - **utilisation** = busy / provisioned; **idle $** = (provisioned − busy) × $/GPU-hour;
+- **the engine's own busy time**, where ``agentflow.engine.sample`` spans read its
+  counters (``engine_metrics=True``): their increase from the sample nearest the
+  window's start to the one nearest its end (from outside the window where there is
+  one, restarts counted as Prometheus does) × GPUs, beside agentflow's figure;
 - **$ per million tokens**, measured: what the prompt (or output) tokens were charged ×
   10⁶ / tokens; "with idle" spreads the idle cost over input and output in proportion
   to the GPU time each took (the seed formula: GPU $/h × hours provisioned / tokens);
 - **savings**: prefix cache (cached prompt tokens priced at the uncached rate minus what
-  they cost), response cache (``exact`` hits) and semantic cache (``semantic`` hits),
-  both from ``agentflow.cost.saved_usd`` on the hit's span.
+  they cost, less the premium paid for cache writes over the uncached rate, so a prompt
+  cache written and never read again shows as a loss), response cache (``exact`` hits)
+  and semantic cache (``semantic`` hits), both from ``agentflow.cost.saved_usd`` on the
+  hit's span; routing (``agentflow.route.saved_usd`` on the answer that settled a
+  request: its usage priced at the zoo's strongest tier, ``agentflow.route.strongest_usd``,
+  minus what the request paid, rejected cheaper answers included; below 0 when an
+  escalation cost more than asking the strongest tier at once).
 """
 
 from __future__ import annotations
@@ -29,7 +38,8 @@ from openinference.semconv.trace import SpanAttributes as OI
 from pydantic import ValidationError
 
 from agentflow.cli._calls import Call, Window
-from agentflow.cli._spans import to_float
+from agentflow.cli._spans import SpanRecord, to_float, to_int
+from agentflow.pipeline.engine_time import ENGINE_SAMPLE_SPAN, busy_increase, readings_of
 from budgets import GpuHourPricing, TokenPricing, Usage
 from tracing import attributes as A
 
@@ -40,11 +50,12 @@ __all__ = [
     "call_busy_gpu_hours",
     "call_pricing",
     "economics_by",
+    "engine_busy_seconds",
     "savings",
     "span_pricing",
 ]
 
-SAVING_KINDS: Final = ("prefix_cache", "response_cache", "semantic_cache")
+SAVING_KINDS: Final = ("prefix_cache", "response_cache", "semantic_cache", "routing")
 _CACHE_KIND_SAVING: Final = {"exact": "response_cache", "semantic": "semantic_cache"}
 _MILLION: Final = 1_000_000
 
@@ -61,6 +72,7 @@ _PRICING_ATTRS: Final = (
     A.AGENTFLOW_PRICING_INPUT_PER_MTOK,
     A.AGENTFLOW_PRICING_CACHED_INPUT_PER_MTOK,
     A.AGENTFLOW_PRICING_OUTPUT_PER_MTOK,
+    A.AGENTFLOW_PRICING_CACHE_WRITE_PER_MTOK,
 )
 _parsed: dict[tuple[Any, ...], SpanPricing | None] = {}
 
@@ -110,6 +122,8 @@ def _parse_pricing(attrs: Mapping[str, Any]) -> SpanPricing | None:
                 input_per_mtok=_number(attrs, A.AGENTFLOW_PRICING_INPUT_PER_MTOK),
                 cached_input_per_mtok=_number(attrs, A.AGENTFLOW_PRICING_CACHED_INPUT_PER_MTOK),
                 output_per_mtok=_number(attrs, A.AGENTFLOW_PRICING_OUTPUT_PER_MTOK),
+                # absent on spans older than cache-write pricing: the input price
+                cache_write_per_mtok=_number(attrs, A.AGENTFLOW_PRICING_CACHE_WRITE_PER_MTOK),
             )
     except (ValidationError, TypeError, ValueError):
         return None
@@ -118,14 +132,21 @@ def _parse_pricing(attrs: Mapping[str, Any]) -> SpanPricing | None:
 
 def _usage(call: Call) -> Usage:
     prompt = call.prompt_tokens
-    return Usage(prompt, min(call.cached_tokens, prompt), call.completion_tokens)
+    cached = min(call.cached_tokens, prompt)
+    return Usage(prompt, cached, call.completion_tokens, _cache_writes(call, prompt - cached))
+
+
+def _cache_writes(call: Call, at_most: int) -> int:
+    """Prompt tokens a call wrote to the provider's prompt cache (0 when not reported)."""
+    writes = to_int(call.attributes.get(OI.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_WRITE))
+    return max(0, min(writes, at_most))
 
 
 def busy_gpu_hours(pricing: GpuHourPricing, usage: Usage) -> tuple[float, float]:
     """GPU-hours a call kept its endpoint busy, ``(prompt, output)``: the call priced at
     $1 per GPU-hour by the endpoint's own ``GpuHourPricing``."""
     cost = pricing.model_copy(update={"usd_per_gpu_hour": Decimal(1)}).cost(usage)
-    return float(cost.input_usd + cost.cached_input_usd), float(cost.output_usd)
+    return float(cost.prompt_usd), float(cost.output_usd)
 
 
 def call_busy_gpu_hours(call: Call) -> tuple[float, float]:
@@ -156,11 +177,18 @@ def _savings(call: Call) -> dict[str, float]:
         if kind is not None:
             saved[kind] = call.cache_saved_usd
         return saved
+    routing = call.attributes.get(A.AGENTFLOW_ROUTE_SAVED_USD)
+    if routing is not None:  # on the answer that settled its request; may be < 0
+        saved["routing"] = to_float(routing)
     pricing = call_pricing(call)
     cached = min(call.cached_tokens, call.prompt_tokens)
-    if pricing is not None and cached:
-        uncached = pricing.cost(Usage(cached, 0, 0)).input_usd
-        paid = pricing.cost(Usage(cached, cached, 0)).cached_input_usd
+    writes = _cache_writes(call, call.prompt_tokens - cached)
+    if pricing is not None and (cached or writes):
+        # (reads at the input price - paid for reads) - (paid for writes - writes at the
+        # input price): a cache write's premium is what the reads have to win back
+        tokens = cached + writes
+        uncached = pricing.cost(Usage(tokens, 0, 0)).input_usd
+        paid = pricing.cost(Usage(tokens, cached, 0, writes)).prompt_usd
         saved["prefix_cache"] = float(uncached - paid)
     return saved
 
@@ -183,6 +211,10 @@ class Economics:
     busy_input_gpu_hours: float = 0.0
     busy_output_gpu_hours: float = 0.0
     idle_usd: float = 0.0
+    # the engine's own busy time (its /metrics counters), None without two samples
+    engine_busy_gpu_hours: float | None = None
+    engine_busy_source: str | None = None
+    engine_missing: bool = False  # a GPU endpoint absorbed without engine samples
     saved: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SAVING_KINDS, 0.0))
 
     @property
@@ -198,6 +230,12 @@ class Economics:
         if not self.gpu or not self.provisioned_gpu_hours:
             return None
         return self.busy_gpu_hours / self.provisioned_gpu_hours
+
+    @property
+    def engine_utilisation(self) -> float | None:
+        if self.engine_busy_gpu_hours is None or not self.provisioned_gpu_hours:
+            return None
+        return self.engine_busy_gpu_hours / self.provisioned_gpu_hours
 
     @property
     def usd(self) -> float:
@@ -265,6 +303,8 @@ class Economics:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for kind, usd in other.saved.items():
             self.saved[kind] += usd
+        if other.gpu:
+            _absorb_engine_into(self, other)
         kinds = {k for k in (self.pricing, other.pricing) if k}
         self.pricing = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else None)
         if other.gpu:
@@ -273,13 +313,62 @@ class Economics:
             self.gpus = other.gpus if self.gpus in (None, other.gpus) else None
 
 
+def _absorb_engine_into(tier: Economics, other: Economics) -> None:
+    """A tier's engine busy time: the sum over its GPU endpoints, None unless every one
+    of them was sampled."""
+    if other.engine_busy_gpu_hours is None or tier.engine_missing:
+        tier.engine_missing, tier.engine_busy_gpu_hours = True, None
+        return
+    tier.engine_busy_gpu_hours = (tier.engine_busy_gpu_hours or 0.0) + other.engine_busy_gpu_hours
+    sources = {s for s in (tier.engine_busy_source, other.engine_busy_source) if s}
+    tier.engine_busy_source = ", ".join(sorted(sources)) or None
+
+
+def engine_busy_seconds(
+    spans: Iterable[SpanRecord], window: Window
+) -> dict[str, tuple[float, str]]:
+    """``{endpoint: (busy seconds, source)}`` from the ``agentflow.engine.sample`` spans:
+    the counters' increase from the last sample at or before the window's start (else the
+    first inside it) to the first at or after its end (else the last inside it). An
+    endpoint needs two such samples; failed samples are skipped."""
+    series: dict[str, list[tuple[int, float, float | None, str]]] = {}
+    for span in spans:
+        if span.name != ENGINE_SAMPLE_SPAN or span.start_ns is None:
+            continue
+        reading = readings_of(span.attributes)
+        endpoint = span.attributes.get(A.AGENTFLOW_ENDPOINT)
+        if reading is None or not endpoint:
+            continue
+        source = str(span.attributes.get(A.AGENTFLOW_ENGINE_BUSY_SOURCE) or "engine /metrics")
+        series.setdefault(str(endpoint), []).append((span.start_ns, *reading, source))
+    found: dict[str, tuple[float, str]] = {}
+    for endpoint, samples in series.items():
+        samples.sort(key=lambda s: s[0])
+        times = [s[0] for s in samples]
+        before = [i for i, t in enumerate(times) if t <= window.since_ns]
+        inside = [i for i, t in enumerate(times) if window.holds(t)]
+        after = [i for i, t in enumerate(times) if t >= window.until_ns]
+        first = before[-1] if before else (inside[0] if inside else None)
+        last = after[0] if after else (inside[-1] if inside else None)
+        if first is None or last is None or last <= first:
+            continue
+        chosen = samples[first : last + 1]
+        found[endpoint] = (busy_increase([(s[1], s[2]) for s in chosen]), chosen[-1][3])
+    return found
+
+
 def economics_by(
-    calls: Iterable[Call], every_call: Iterable[Call], window: Window
+    calls: Iterable[Call],
+    every_call: Iterable[Call],
+    window: Window,
+    samples: Iterable[SpanRecord] = (),
 ) -> tuple[dict[str, Economics], dict[str, Economics]]:
     """``(per endpoint, per tier)`` over the calls in ``window``.
 
     ``every_call`` is the whole source: a GPU-hour endpoint any of its spans names is
-    provisioned for the window even if it served nothing inside it."""
+    provisioned for the window even if it served nothing inside it. ``samples``: the
+    source's other spans, where ``agentflow.engine.sample`` ones give the engines' own
+    busy time."""
     endpoints: dict[str, Economics] = {}
     tier_of: dict[str, str] = {}
     gpu_pricing: dict[str, GpuHourPricing] = {}
@@ -298,6 +387,11 @@ def economics_by(
         econ = endpoints.setdefault(name, Economics(pricing="gpu_hour"))
         econ.provision(pricing, window)
         econ.settle_idle()
+    for name, (seconds, source) in engine_busy_seconds(samples, window).items():
+        sampled, priced = endpoints.get(name), gpu_pricing.get(name)
+        if sampled is not None and priced is not None:
+            sampled.engine_busy_gpu_hours = seconds * priced.gpus / 3600
+            sampled.engine_busy_source = source
     tiers: dict[str, Economics] = {}
     for name, econ in endpoints.items():
         tiers.setdefault(tier_of.get(name, "(none)"), Economics()).absorb(econ)

@@ -3,9 +3,11 @@ SVG, no script, nothing fetched) drawn from the same summary ``--json`` prints.
 
 Sections, each a ``<section id=...>``: ``totals``, ``timeline`` (cost and calls over
 time), ``utilisation`` (GPU-hour endpoints: busy vs provisioned, idle $), ``savings``
-(by kind), ``latency`` (p50/p95/p99 per step and tier), ``cost-per-step`` (stacked by
-tier), ``endpoints`` ($ per million tokens with and without idle), ``tables`` and
-``runs`` (a ``<details>`` drill-down per run: its steps and a waterfall of its calls).
+(by kind), ``escalation`` (per step: the escalation tax, what rejected answers cost
+on top of the ones a stronger tier gave, and the routing saving), ``latency``
+(p50/p95/p99 per step and tier), ``cost-per-step`` (stacked by tier), ``endpoints``
+($ per million tokens with and without idle), ``tables`` and ``runs`` (a ``<details>``
+drill-down per run: its steps and a waterfall of its calls).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ _SAVING_LABELS: Final = {
     "prefix_cache": "prefix cache",
     "response_cache": "response cache",
     "semantic_cache": "semantic cache",
+    "routing": "routing",
 }
+_NEGATIVE: Final = "#b00"  # a bar for a value below 0
 _MAX_RUNS: Final = 100  # runs drawn in the drill-down, first ones first
 _STYLE: Final = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}"
@@ -44,7 +48,9 @@ esc = html.escape
 def _usd(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"${value:.2f}" if abs(value) >= 1 else f"${value:.6f}"
+    if value < 0:  # a saving an escalation turned into a cost
+        return f"-{_usd(-value)}"
+    return f"${value:.2f}" if value >= 1 else f"${value:.6f}"
 
 
 def _num(value: float | None, fmt: str = "{:.1f}") -> str:
@@ -78,15 +84,17 @@ def _rect(x: float, y: float, w: float, h: float, fill: str, title: str, cls: st
 
 
 def _hbars(label: str, rows: Sequence[tuple[str, float, str]], colour: str) -> str:
-    """Horizontal bars: (label, value, caption shown after the bar)."""
-    top = max((v for _, v, _ in rows), default=0.0) or 1.0
+    """Horizontal bars: (label, value, caption shown after the bar); a value below 0 (a
+    saving an escalation turned into a cost) is drawn by its size, in red."""
+    top = max((abs(v) for _, v, _ in rows), default=0.0) or 1.0
     lw, bw, rh = 200, 460, 24
     body: list[str] = []
     for i, (name, value, caption) in enumerate(rows):
         y = 6 + i * rh
-        w = bw * value / top
+        w = bw * abs(value) / top
+        fill = _NEGATIVE if value < 0 else colour
         body.append(_text(lw - 6, y + 15, name, "end"))
-        body.append(_rect(lw, y + 3, w, rh - 8, colour, f"{name}: {caption}", "bar"))
+        body.append(_rect(lw, y + 3, w, rh - 8, fill, f"{name}: {caption}", "bar"))
         body.append(_text(lw + w + 6, y + 15, caption))
     return _svg(lw + bw + 160, 12 + rh * max(1, len(rows)), label, body)
 
@@ -131,7 +139,35 @@ def _utilisation(endpoints: Mapping[str, Any]) -> str:
         body.append(_rect(lw, y + 3, bw, rh - 10, "#e6e6e6", f"{name}: provisioned"))
         body.append(_rect(lw, y + 3, bw * share, rh - 10, PALETTE[2], f"{name}: {caption}", "bar"))
         body.append(_text(lw + bw + 6, y + 16, caption, "start", 11))
-    return _svg(lw + bw + 200, 12 + rh * len(gpu), "GPU utilisation per endpoint", body)
+        if (engine := e.get("engine_utilisation")) is not None:  # the engine's own, thin
+            tip = f"{name}: {_pct(engine)} busy by {e.get('engine_busy_source')}"
+            body.append(_rect(lw, y + rh - 8, bw * min(1.0, float(engine)), 3, "#222", tip))
+    chart = _svg(lw + bw + 200, 12 + rh * len(gpu), "GPU utilisation per endpoint", body)
+    return chart + _engine_busy(gpu)
+
+
+def _engine_busy(gpu: Mapping[str, Any]) -> str:
+    """agentflow's busy GPU-hours beside the engine's own (``engine_metrics=True``)."""
+    sampled = {n: e for n, e in sorted(gpu.items()) if e.get("engine_busy_gpu_hours") is not None}
+    if not sampled:
+        return (
+            '<p class="muted">The engines\' own busy time was not sampled: '
+            "<code>af.configure(engine_metrics=True)</code> records it.</p>"
+        )
+    head = ["endpoint", "GPU-h busy (agentflow)", "GPU-h busy (engine)", "utilisation"]
+    head += ["engine utilisation", "engine source"]
+    rows = [
+        [
+            name,
+            _num(e["busy_gpu_hours"], "{:.6f}"),
+            _num(e["engine_busy_gpu_hours"], "{:.6f}"),
+            _pct(e["utilisation"]),
+            _pct(e["engine_utilisation"]),
+            str(e["engine_busy_source"]),
+        ]
+        for name, e in sampled.items()
+    ]
+    return _table(head, rows, "engine-busy")
 
 
 def _latency(groups: Mapping[str, Any], kind: str) -> str:
@@ -196,6 +232,39 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") ->
     cells = "".join(f"<th>{esc(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table{klass}><tr>{cells}</tr>{body}</table>"
+
+
+def _escalation(steps: Mapping[str, Any]) -> str:
+    """Per step: the escalation tax (bars, for steps that scored answers) and a table of
+    what was scored, rejected and escalated, the tax and the routing saving."""
+    scored = {n: g["escalation"] for n, g in steps.items() if g.get("escalation", {}).get("scored")}
+    bars = [
+        (name, float(e["escalation_tax_usd"]), f"{_usd(e['escalation_tax_usd'])} tax")
+        for name, e in sorted(scored.items())
+    ]
+    chart = (
+        _hbars("escalation tax per step", bars, PALETTE[3])
+        if bars
+        else '<p class="muted">No step scored its answers: nothing escalated.</p>'
+    )
+    head = ["step", "scored", "rejected", "rejected USD", "escalated", "tax USD", "tax share"]
+    head.append("routing saved USD")
+    rows = []
+    for name, g in sorted(steps.items()):
+        e = g.get("escalation") or {}
+        rows.append(
+            [
+                name,
+                str(e.get("scored", 0)),
+                str(e.get("rejected", 0)),
+                _usd(e.get("rejected_usd", 0.0)),
+                str(e.get("escalated", 0)),
+                _usd(e.get("escalation_tax_usd", 0.0)),
+                _pct(e.get("escalation_tax_share", 0.0)),
+                _usd(g["saved"].get("routing", 0.0)),
+            ]
+        )
+    return chart + _table(head, rows, "escalation")
 
 
 def _economics_table(endpoints: Mapping[str, Any]) -> str:
@@ -332,6 +401,9 @@ def render_page(
         _section("timeline", "Cost and calls over time", _timeline(summary["traffic"])),
         _section("utilisation", "GPU utilisation per endpoint", _utilisation(summary["endpoints"])),
         _section("savings", "Savings by kind", _hbars("savings by kind", savings, PALETTE[4])),
+        _section(
+            "escalation", "Escalation tax and routing per step", _escalation(summary["steps"])
+        ),
         _section(
             "latency",
             "Latency percentiles",

@@ -218,6 +218,8 @@ _ECONOMICS_COLUMNS: Final = (
     "$/Mtok out",
     "+idle in",
     "+idle out",
+    "engine GPU-h busy",  # the engine's own counters (engine_metrics=True), "-" if unsampled
+    "engine util",
 )
 
 
@@ -250,6 +252,8 @@ def render_economics(summary: Mapping[str, Any]) -> str:
             _opt(e["usd_per_mtok_output"], "{:.4f}"),
             _opt(e["usd_per_mtok_input_with_idle"], "{:.4f}"),
             _opt(e["usd_per_mtok_output_with_idle"], "{:.4f}"),
+            _opt(e.get("engine_busy_gpu_hours"), "{:.6f}"),
+            _opt(e.get("engine_utilisation"), "{:.1%}"),
         ]
         for name, e in summary["endpoints"].items()
         if e["provisioned_gpu_hours"] is not None
@@ -258,6 +262,9 @@ def render_economics(summary: Mapping[str, Any]) -> str:
     if rows := escalation_rows(summary):  # steps that escalate: what rejected answers cost
         out += [""] if out else []
         out += _aligned(["escalation", *ESCALATION_COLUMNS], rows)
+    if rows := _saving_rows(summary):  # steps that saved (or lost) money, by kind
+        out += [""] if out else []
+        out += _aligned(["saved USD by step", *rows[0]], rows[1:])
     saved = summary["totals"]["saved"]
     window = summary["window"]
     out += [
@@ -268,6 +275,19 @@ def render_economics(summary: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _saving_rows(summary: Mapping[str, Any]) -> list[list[str]]:
+    """The kinds (a header row), then one row per step with a saving of any kind; a
+    routing saving below 0 is an escalation that cost more than the strongest tier."""
+    steps = summary.get("steps", {})
+    kinds = list(summary["totals"]["saved"])
+    rows = [
+        [step, *(format_usd(entry["saved"][k]) for k in kinds), format_usd(entry["saved_usd"])]
+        for step, entry in steps.items()
+        if any(entry["saved"].values())
+    ]
+    return [[*(k.replace("_", " ") for k in kinds), "total"], *rows] if rows else []
 
 
 def _tables(report: Report, by: Sequence[str]) -> list[Table]:

@@ -61,6 +61,10 @@ def _economics(econ: Economics) -> dict[str, Any]:
         "busy_gpu_hours": econ.busy_gpu_hours if gpu else None,
         "utilisation": econ.utilisation,
         "idle_usd": econ.idle_usd if gpu else None,
+        # the engine's own busy time from its /metrics counters (null: not sampled)
+        "engine_busy_gpu_hours": econ.engine_busy_gpu_hours if gpu else None,
+        "engine_utilisation": econ.engine_utilisation if gpu else None,
+        "engine_busy_source": econ.engine_busy_source if gpu else None,
         "usd_per_mtok_input": per_in,
         "usd_per_mtok_output": per_out,
         "usd_per_mtok_input_with_idle": idle_in if gpu else per_in,
@@ -89,7 +93,7 @@ def _drill_down(calls: Sequence[Call], since_ns: int) -> list[dict[str, Any]]:
 def summarise(source: Calls, window: Window, *, bucket_s: int | None = None) -> dict[str, Any]:
     """The report over ``window`` (calls that started inside it) as a JSON-ready dict."""
     calls = [c for c in source.calls if window.holds(c.start_ns)]
-    econ_endpoints, econ_tiers = economics_by(calls, source.calls, window)
+    econ_endpoints, econ_tiers = economics_by(calls, source.calls, window, source.other_spans)
     by_endpoint = _by(calls, lambda c: c.endpoint)
     by_tier = _by(calls, lambda c: c.tier)
 

@@ -44,6 +44,8 @@ def usage_metadata(completion: Completion) -> UsageMetadata:
 
     ``input_token_details.cache_read`` is there when the engine reported its cached
     prompt tokens; an engine that does not report them leaves it out (unknown, not 0).
+    ``cache_creation`` is there when the provider wrote prompt tokens to its cache
+    (Anthropic's ``cache_creation_input_tokens``).
     """
     usage = completion.total_usage
     metadata = UsageMetadata(
@@ -51,8 +53,13 @@ def usage_metadata(completion: Completion) -> UsageMetadata:
         output_tokens=usage.completion_tokens,
         total_tokens=usage.prompt_tokens + usage.completion_tokens,
     )
+    details = InputTokenDetails()
     if all(a.cached_tokens_reported for a in completion.attempts):
-        metadata["input_token_details"] = InputTokenDetails(cache_read=usage.cached_prompt_tokens)
+        details["cache_read"] = usage.cached_prompt_tokens
+    if usage.cache_write_tokens:
+        details["cache_creation"] = usage.cache_write_tokens
+    if details:
+        metadata["input_token_details"] = details
     return metadata
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "record_attempt",
     "record_cache_hit",
     "record_failure",
+    "record_routing",
     "start_attempt_span",
 ]
 
@@ -52,25 +53,39 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
 def normalise_usage(usage: Any, *, fallback_prompt: int = 0) -> tuple[Usage, bool]:
     """``(Usage, cached_reported)`` from an OpenAI-style usage object or dict.
 
     A missing ``prompt_tokens_details.cached_tokens`` means the engine did not say
     (vLLM without ``--enable-prompt-tokens-details``): we count 0 cached tokens, which
     prices them at the full input price, and report ``cached_reported=False``.
+
+    Cache writes (Anthropic's ``cache_creation_input_tokens``) are read from
+    ``prompt_tokens_details.cache_write_tokens`` (or ``cache_creation_tokens``) or the
+    top-level ``cache_creation_input_tokens``, where litellm puts them. litellm's
+    ``prompt_tokens`` for Anthropic already counts cache reads and writes (Anthropic's
+    own ``input_tokens`` does not), which is what ``Usage.prompt_tokens`` means too.
     """
     if usage is None:
         return Usage(prompt_tokens=fallback_prompt), False
     prompt = int(_get(usage, "prompt_tokens") or 0)
     completion = int(_get(usage, "completion_tokens") or 0)
     details = _get(usage, "prompt_tokens_details")
-    cached = _get(details, "cached_tokens")
-    if cached is None:
-        # Anthropic-style fields, when a provider reports them instead
-        cached = _get(usage, "cache_read_input_tokens")
+    # Anthropic-style top-level fields, when a provider reports them instead
+    cached = _first(_get(details, "cached_tokens"), _get(usage, "cache_read_input_tokens"))
+    writes = _first(
+        _get(details, "cache_write_tokens"),
+        _get(details, "cache_creation_tokens"),
+        _get(usage, "cache_creation_input_tokens"),
+    )
     reported = cached is not None
     cached_n = min(int(cached or 0), prompt)
-    return Usage(prompt, cached_n, completion), reported
+    writes_n = min(int(writes or 0), prompt - cached_n)
+    return Usage(prompt, cached_n, completion, writes_n), reported
 
 
 def price(endpoint: Endpoint, usage: Usage) -> Cost:
@@ -88,6 +103,7 @@ def pricing_attributes(pricing: Pricing | None) -> dict[str, Any]:
                 pricing.effective_cached_input_per_mtok
             ),
             A.AGENTFLOW_PRICING_OUTPUT_PER_MTOK: float(pricing.output_per_mtok),
+            A.AGENTFLOW_PRICING_CACHE_WRITE_PER_MTOK: float(pricing.effective_cache_write_per_mtok),
         }
     if isinstance(pricing, GpuHourPricing):
         attrs: dict[str, Any] = {
@@ -169,7 +185,7 @@ def end_attempt_span(
             model=endpoint.span_model,
             provider=endpoint.provider,
             prompt_tokens=u.prompt_tokens,
-            cost_input=float(c.input_usd + c.cached_input_usd),
+            cost_input=float(c.prompt_usd),
             endpoint=endpoint.id,
             attempt=attempt.number,
         )
@@ -184,6 +200,8 @@ def end_attempt_span(
             cost_input=float(c.input_usd),
             cost_cached_input=float(c.cached_input_usd),
             cost_output=float(c.output_usd),
+            cache_write_prompt_tokens=u.cache_write_tokens or None,
+            cost_cache_write=float(c.cache_write_usd),
             endpoint=endpoint.id,
             attempt=attempt.number,
             escalation_level=attempt.escalation_level,
@@ -334,7 +352,11 @@ def chat_success(
             output_text=completion.text,
             finish_reason=completion.finish_reason,
             error=error,
-            extra={**extra, **escalation_attributes(request, attempt, confidence)},
+            extra={
+                **extra,
+                **escalation_attributes(request, attempt, confidence),
+                **record_routing(request, attempt, slot.endpoint, confidence),
+            },
             in_flight=False,
         )
 
@@ -365,6 +387,49 @@ def escalation_attributes(
         )
         attrs[A.AGENTFLOW_ESCALATION_TAX_USD] = float(sum(below, Decimal(0)))
     return attrs
+
+
+def record_routing(
+    request: Request, attempt: Attempt, endpoint: Endpoint, confidence: float | None
+) -> dict[str, Any]:
+    """On the answer that settles a chat request (unscored, accepted, or the last one the
+    ladder allowed): what its usage would have cost on the zoo's strongest tier (the last
+    in escalation order, its first endpoint's pricing), and the routing saving — that
+    minus what the request paid for its answers, the rejected cheaper ones included, so
+    an escalation can save less than nothing. An answer from the strongest tier saves
+    what was paid below it (0 or less); nothing when either side is unpriced.
+
+    The saving is added to the run's totals (its step's and tier's rows); the span
+    attributes are returned."""
+    escalate = request.escalate
+    if escalate is not None and not (
+        confidence is not None and confidence >= escalate.min_confidence
+    ):
+        names = request.zoo.names
+        above = request.ladder()[attempt.escalation_level + 1 :]
+        if any(names.index(t) > names.index(attempt.tier) for t in above):
+            return {}  # rejected: a stronger tier answers next, and pays this as its tax
+    strongest = request.zoo.tiers[-1]
+    pricing = strongest.endpoints[0].pricing
+    if pricing is None or endpoint.pricing is None:
+        return {}
+    paid = attempt.cost.total_usd
+    if attempt.tier == strongest.name:
+        counterfactual = paid  # already the strongest tier: routing saved nothing here
+    else:
+        counterfactual = pricing.cost(attempt.usage).total_usd
+    below = (
+        a.cost.total_usd
+        for a in request.attempts
+        if a.ok and not a.cache_hit and a.number != attempt.number
+    )
+    saved = counterfactual - (paid + sum(below, Decimal(0)))
+    if request.run is not None:
+        request.run._record_routing(attempt, saved)
+    return {
+        A.AGENTFLOW_ROUTE_STRONGEST_USD: float(counterfactual),
+        A.AGENTFLOW_ROUTE_SAVED_USD: float(saved),
+    }
 
 
 def record_failure(slot: Slot, err: BaseException, usage: Usage | None = None) -> None:

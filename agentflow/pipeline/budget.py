@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from agentflow._alerts import announce
 from agentflow._errors import BudgetExceededError, ConfigError
-from agentflow._tenants import companions_of
 from agentflow.pipeline.effects import Effect, Io
 from agentflow.pipeline.request import Request, Reservations
 from budgets import (
@@ -43,6 +42,7 @@ from budgets import (
     MemoryBackend,
     Remaining,
     TokenCounter,
+    TokenPricing,
     Usage,
     areserve_all,
     reserve_all,
@@ -191,6 +191,14 @@ def reset_counters() -> None:
         _ratios.clear()
 
 
+def worst_cost(pricing: TokenPricing, prompt: int, completion: int) -> Decimal:
+    """The most a call of ``prompt`` and ``completion`` tokens can cost: where writing a
+    prompt to the provider's cache costs more than reading it fresh (Anthropic's 1.25x),
+    every prompt token may be a cache write, and the hold must cover that."""
+    writes = prompt if pricing.effective_cache_write_per_mtok > pricing.input_per_mtok else 0
+    return pricing.cost(Usage(prompt, 0, completion, writes)).total_usd
+
+
 def ledgers_for(request: Request) -> list[Ledger]:
     """Every ledger a call must fit in: each enclosing step's, the run's, the tenant's."""
     ledgers: list[Ledger] = []
@@ -198,9 +206,9 @@ def ledgers_for(request: Request) -> list[Ledger]:
         ledgers.extend(f.ledger for f in request.frame.chain() if f.ledger is not None)
     run = request.run
     if run is not None:
-        ledgers.extend(lg for lg in (run.ledger, run.tenant_ledger) if lg is not None)
-        if run.tenant_ledger is not None:  # the tenant's other budgets (rate limits)
-            ledgers.extend(companions_of(run.tenant_ledger))
+        if run.ledger is not None:
+            ledgers.append(run.ledger)
+        ledgers.extend(run.tenant_ledgers)  # a daily budget, rate limits...
     return ledgers
 
 
@@ -307,11 +315,12 @@ class BudgetGate:
                         limit,
                         f"at least 1 output token after a {prompt}-token prompt on tier {tier!r}",
                         left,
+                        retry_after_s=binding.window_resets_in(),
                     )
                 key = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
                 params[key] = cap
         pricing = endpoint.token_pricing()
-        usd = pricing.cost(Usage(prompt, 0, cap or 0)).total_usd if pricing else Decimal(0)
+        usd = worst_cost(pricing, prompt, cap or 0) if pricing else Decimal(0)
         ledgers = self.ledgers
         amounts: dict[str, Any] = {
             "usd": usd,
@@ -326,7 +335,9 @@ class BudgetGate:
                 blocking=self.blocking,
             )
         except BudgetExceeded as err:
-            raise BudgetExceededError(err.budget, err.limit, err.asked, err.remaining) from None
+            raise BudgetExceededError(
+                err.budget, err.limit, err.asked, err.remaining, retry_after_s=err.retry_after_s
+            ) from None
         return params, list(zip(ledgers, held, strict=True))
 
     def settle(
@@ -469,19 +480,28 @@ class BudgetGate:
                     "endpoint pricing=TokenPricing(...) or GpuHourPricing(...), or drop max_usd"
                 )
             if rem.input_tokens is not None and prompt > rem.input_tokens:
-                raise BudgetExceededError(ledger.name, "max_input_tokens", prompt, rem.input_tokens)
+                raise BudgetExceededError(
+                    ledger.name,
+                    "max_input_tokens",
+                    prompt,
+                    rem.input_tokens,
+                    retry_after_s=ledger.window_resets_in(),
+                )
             if rem.calls is not None and rem.calls < 1:
-                raise BudgetExceededError(ledger.name, "max_calls", 1, rem.calls)
+                raise BudgetExceededError(
+                    ledger.name, "max_calls", 1, rem.calls, retry_after_s=ledger.window_resets_in()
+                )
             if rem.output_tokens is not None and (cap is None or rem.output_tokens < cap):
                 cap, binding, limit = rem.output_tokens, ledger, "max_output_tokens"
             if rem.usd is not None and pricing is not None:
-                prompt_cost = pricing.cost(Usage(prompt, 0, 0)).total_usd
+                prompt_cost = worst_cost(pricing, prompt, 0)
                 if prompt_cost > rem.usd:
                     raise BudgetExceededError(
                         ledger.name,
                         "max_usd",
                         f"${prompt_cost:.6f} for a {prompt}-token prompt",
                         f"${rem.usd:.6f}",
+                        retry_after_s=ledger.window_resets_in(),
                     )
                 per_token = pricing.output_per_mtok / Decimal(1_000_000)
                 if per_token > 0:

@@ -140,7 +140,9 @@ def _ledgers_of(frame: Any, run: Any) -> tuple[Any, ...]:
     if frame is not None:
         ledgers.extend(f.ledger for f in frame.chain() if f.ledger is not None)
     if run is not None:
-        ledgers.extend(lg for lg in (run.ledger, run.tenant_ledger) if lg is not None)
+        if run.ledger is not None:
+            ledgers.append(run.ledger)
+        ledgers.extend(run.tenant_ledgers)
     return tuple(ledgers)
 
 

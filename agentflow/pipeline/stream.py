@@ -40,6 +40,7 @@ from agentflow.pipeline.account import (
     price,
     record_attempt,
     record_failure,
+    record_routing,
 )
 from agentflow.pipeline.budget import BudgetGate, counter_for
 from agentflow.pipeline.cache import CacheStage
@@ -138,11 +139,14 @@ def replay_chunks(completion: Completion) -> list[Any]:
         finish = "tool_calls" if completion.tool_calls else "stop"
     chunks.append(chunk({}, finish))
     u = completion.usage
+    details = {"cached_tokens": u.cached_prompt_tokens}
+    if u.cache_write_tokens:  # litellm's (and OpenAI's) name for cache-write tokens
+        details["cache_write_tokens"] = u.cache_write_tokens
     usage = {
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.prompt_tokens + u.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_prompt_tokens},
+        "prompt_tokens_details": details,
     }
     chunks.append({**base, "choices": [], "usage": usage})
     # JSON objects that read as attributes, as the fast call path's chunks do
@@ -366,6 +370,7 @@ class StreamState:
             output_message=message,
             output_text=self.text,
             finish_reason=self.finish_reason,
+            extra=record_routing(request, attempt, slot.endpoint, None),
         )
         self.completion = completion
         return completion

@@ -97,14 +97,19 @@ def _tool_call(call: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def usage_body(prompt: int, completion: int, cached: int | None) -> dict[str, Any]:
+def usage_body(prompt: int, completion: int, cached: int | None, writes: int = 0) -> dict[str, Any]:
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+    details: dict[str, int] = {}
     if cached is not None:
-        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        details["cached_tokens"] = cached
+    if writes:
+        details["cache_write_tokens"] = writes
+    if details:
+        usage["prompt_tokens_details"] = details
     return usage
 
 
@@ -169,7 +174,7 @@ def build_answer(
         top_k=top_k,
         tool_calls=tool_calls,
         finish_reason=reply.finish_reason or finish,
-        usage=usage_body(prompt_tokens, completion, cached),
+        usage=usage_body(prompt_tokens, completion, cached, reply.cache_write_tokens),
     )
 
 

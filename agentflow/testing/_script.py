@@ -27,7 +27,10 @@ class Reply:
     server's echo of the last user message. Token counts left as None are
     computed from the request and the text; ``cached_tokens=None`` leaves
     ``usage.prompt_tokens_details`` out entirely, as engines that do not report it
-    do (unless the server simulates a prefix cache). ``logprobs`` is a list with
+    do (unless the server simulates a prefix cache). ``cache_write_tokens`` reports
+    prompt tokens written to the provider's cache (``prompt_tokens_details.
+    cache_write_tokens``, where litellm puts Anthropic's ``cache_creation_input_tokens``).
+    ``logprobs`` is a list with
     one float per word of the text, True (or None) for plausible values, or False
     for none; they are sent only when the request asks for logprobs. ``chunk_delay`` is
     the pause between a stream's chunks; on a plain reply it drips the body 16 bytes at
@@ -39,6 +42,7 @@ class Reply:
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
     completion_tokens: int | None = None
+    cache_write_tokens: int = 0
     logprobs: Sequence[float] | bool | None = None
     tool_calls: Sequence[Mapping[str, Any]] | None = None
     latency: float = 0.0
@@ -50,18 +54,18 @@ class Reply:
     def __post_init__(self) -> None:
         if self.text is not None and self.json is not None:
             raise ValueError("Reply takes text or json, not both: json=... becomes the text.")
-        for name in ("prompt_tokens", "cached_tokens", "completion_tokens"):
+        for name in ("prompt_tokens", "cached_tokens", "completion_tokens", "cache_write_tokens"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"Reply({name}={value}): token counts must be >= 0.")
         if (
-            self.cached_tokens is not None
-            and self.prompt_tokens is not None
-            and self.cached_tokens > self.prompt_tokens
+            self.prompt_tokens is not None
+            and (self.cached_tokens or 0) + self.cache_write_tokens > self.prompt_tokens
         ):
             raise ValueError(
-                f"Reply(cached_tokens={self.cached_tokens}) exceeds prompt_tokens="
-                f"{self.prompt_tokens}: cached tokens are part of the prompt."
+                f"Reply(cached_tokens={self.cached_tokens}, cache_write_tokens="
+                f"{self.cache_write_tokens}) exceeds prompt_tokens={self.prompt_tokens}: "
+                "cached and cache-written tokens are part of the prompt."
             )
         if self.latency < 0 or self.chunk_delay < 0:
             raise ValueError("Reply latency and chunk_delay are seconds and must be >= 0.")

@@ -438,3 +438,10 @@ def test_an_escalated_answer_reports_every_attempt(zoo: af.ModelZoo, srv: Loopba
     assert meta["cost_usd"] == pytest.approx(_small_cost(10, 1) * 11)
     assert message.usage_metadata is not None
     assert message.usage_metadata["total_tokens"] == 22
+
+
+def test_cache_writes_are_reported_as_cache_creation(zoo: af.ModelZoo, srv: LoopbackServer) -> None:
+    srv.script(Reply("Paris.", prompt_tokens=20, cached_tokens=4, cache_write_tokens=12))
+    message = ChatAgentflow(tier="small").invoke("Capital of France?")
+    assert message.usage_metadata is not None
+    assert message.usage_metadata["input_token_details"] == {"cache_read": 4, "cache_creation": 12}

@@ -3,9 +3,11 @@
 Phoenix ignores ``llm.cost.*`` on spans: it prices every LLM span itself when the span
 arrives, from ``llm.model_name`` (matched against each model's ``namePattern`` regex) and
 ``llm.token_count.*``. Its GraphQL ``createModel`` / ``updateModel`` mutations take
-prices as ``costPerMillionTokens`` per token type: ``input`` and ``cache_read`` (kind
-PROMPT) and ``output`` (kind COMPLETION). Cached prompt tokens are charged at
-``cache_read``, the rest of the prompt at ``input``, exactly as ``budgets`` does.
+prices as ``costPerMillionTokens`` per token type: ``input``, ``cache_read`` and
+``cache_write`` (kind PROMPT) and ``output`` (kind COMPLETION). Cached prompt tokens are
+charged at ``cache_read``, cache-write tokens at ``cache_write``, the rest of the prompt
+at ``input``, exactly as ``budgets`` does (Phoenix charges a prompt token type that has
+no price of its own at ``input``).
 
 Phoenix reloads its model table every 5 seconds and never re-prices stored spans, so
 pricing must be registered before the spans arrive: ``register_pricing`` waits out that
@@ -33,8 +35,8 @@ _MILLION: Final = 1_000_000
 
 @runtime_checkable
 class PriceLike(Protocol):
-    """USD per million tokens; ``cached_input_per_mtok`` may also be present (None or
-    absent = the input price). ``budgets.TokenPricing`` is one."""
+    """USD per million tokens; ``cached_input_per_mtok`` and ``cache_write_per_mtok`` may
+    also be present (None or absent = the input price). ``budgets.TokenPricing`` is one."""
 
     @property
     def input_per_mtok(self) -> SupportsFloat: ...
@@ -48,12 +50,15 @@ class _Price:
     input: float
     output: float
     cache_read: float | None
+    cache_write: float | None = None
 
     def costs(self) -> list[tuple[str, str, float]]:
         """(token type, kind, USD per million tokens) as Phoenix stores them."""
         rows = [("input", "PROMPT", self.input), ("output", "COMPLETION", self.output)]
         if self.cache_read is not None:
             rows.append(("cache_read", "PROMPT", self.cache_read))
+        if self.cache_write is not None:
+            rows.append(("cache_write", "PROMPT", self.cache_write))
         return rows
 
 
@@ -80,7 +85,12 @@ def _price(name: str, value: object) -> _Price:
     output_price = field("output_per_mtok", True)
     assert input_price is not None
     assert output_price is not None
-    return _Price(input_price, output_price, field("cached_input_per_mtok", False))
+    return _Price(
+        input_price,
+        output_price,
+        field("cached_input_per_mtok", False),
+        field("cache_write_per_mtok", False),
+    )
 
 
 def name_pattern(model_name: str) -> str:
@@ -161,7 +171,8 @@ def register_pricing(
 
     Each model gets a custom Phoenix model named after it whose ``namePattern`` is
     ``^<regex-escaped name>$`` and whose prices are ``input``, ``output`` and, when the
-    price has ``cached_input_per_mtok``, ``cache_read`` (USD per million tokens).
+    price has ``cached_input_per_mtok``, ``cache_read``, when it has
+    ``cache_write_per_mtok``, ``cache_write`` (USD per million tokens).
     Idempotent: a model already registered with the same pattern and prices is left
     alone, one with other prices is updated. ``provider=None`` registers
     provider-agnostic models (they match spans from any ``llm.provider``).
