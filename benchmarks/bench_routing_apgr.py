@@ -1,94 +1,67 @@
 """APGR / CPT of agentflow's learned routers on RouteLLM's public outcome files.
 
-    python benchmarks/bench_routing_apgr.py --evals PATH/TO/routellm/evals \
-        [--seeds 0 1 2 3 4] [--max-length 256] [--cache DIR] [--embedder local|hashing]
+    python benchmarks/bench_routing_apgr.py [--evals PATH/TO/routellm/evals] \
+        [--seeds 0 1 2 3 4] [--cache DIR] [--embedder local|hashing]
 
-``--evals`` is RouteLLM's ``routellm/evals`` folder (``gsm8k/gsm8k_responses.csv``,
-``mmlu/responses/mmlu_*.csv`` and their ``contaminated_prompts.jsonl``; in the RouteLLM
-repository, not in its PyPI package). For each benchmark and seed it holds out 20% of the
-prompts, trains kNN (k by leave-one-out calibration) and logistic routers on the rest
-with ``af.LocalEmbedder`` vectors, and prints APGR, CPT(50%) and CPT(80%) on the held-out
+``--evals`` is a copy of RouteLLM's ``routellm/evals`` folder (``gsm8k/gsm8k_responses.csv``,
+``mmlu/responses/mmlu_*.csv`` and their ``contaminated_prompts.jsonl``); by default the
+copy vendored in ``tests/data/routellm`` (gzip-compressed, see its README). For each
+benchmark and seed it holds out 20% of the prompts, trains kNN (k by leave-one-out
+calibration), logistic and matrix-factorisation routers on the rest with
+``af.LocalEmbedder`` vectors, and prints APGR, CPT(50%) and CPT(80%) on the held-out
 prompts with 95% bootstrap intervals, for the gain rule and for the chance-the-cheap-
-model-is-right rule, next to the RouteLLM paper's best. Embeddings are computed once per
-prompt and kept in ``--cache`` (``.npy``, no pickle), so a second run takes seconds.
+model-is-right rule, next to the RouteLLM paper's best. Vectors come from
+``CachedEmbedder`` in ``--cache`` (default: the cache vendored with the data, so a run
+takes seconds; another directory is filled on the first run, minutes for MMLU).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from agentflow.routing import HashingEmbedder, read_routellm_csv
+from agentflow.routing import (
+    CachedEmbedder,
+    HashingEmbedder,
+    KnnRouter,
+    LogisticRouter,
+    MfRouter,
+    read_routellm_csv,
+)
 from agentflow.routing._harness import router_curve, split_holdout
-from agentflow.routing._learned import KnnRouter, LogisticRouter
 
+VENDORED = Path(__file__).parent.parent / "tests" / "data" / "routellm"
 PAPER_BEST = {"gsm8k": 0.622, "mmlu": 0.603}  # RouteLLM (Ong et al., 2024), best router
 FILES = {
-    "gsm8k": ("gsm8k/gsm8k_responses.csv", "gsm8k/contaminated_prompts.jsonl"),
-    "mmlu": ("mmlu/responses/mmlu_*.csv", "mmlu/contaminated_prompts.jsonl"),
+    "gsm8k": ("gsm8k/gsm8k_responses.csv*", "gsm8k/contaminated_prompts.jsonl"),
+    "mmlu": ("mmlu/responses/mmlu_*.csv*", "mmlu/contaminated_prompts.jsonl"),
 }
 
 
-class CachedEmbedder:
-    """Embeds each distinct prompt once; keeps the vectors in ``cache`` as .npy."""
-
-    def __init__(self, inner: object, cache: Path, tag: str) -> None:
-        self.inner, self.cache, self.tag = inner, cache, tag
-        self.vectors: dict[str, np.ndarray] = {}
-
-    def _files(self, name: str) -> tuple[Path, Path]:
-        return self.cache / f"{name}-{self.tag}.npy", self.cache / f"{name}-{self.tag}.json"
-
-    def load(self, name: str) -> None:
-        vec_file, text_file = self._files(name)
-        if vec_file.exists() and text_file.exists():
-            texts = json.loads(text_file.read_text())
-            vectors = np.load(vec_file, allow_pickle=False)
-            self.vectors.update(zip(texts, vectors, strict=True))
-
-    def save(self, name: str, texts: Sequence[str]) -> None:
-        self.cache.mkdir(parents=True, exist_ok=True)
-        vec_file, text_file = self._files(name)
-        np.save(vec_file, np.stack([self.vectors[t] for t in texts]), allow_pickle=False)
-        text_file.write_text(json.dumps(list(texts)))
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        missing = sorted({t for t in texts if t not in self.vectors})
-        for start in range(0, len(missing), 128):
-            batch = missing[start : start + 128]
-            self.vectors.update(zip(batch, np.asarray(self.inner(batch)), strict=True))  # type: ignore[operator]
-        return np.stack([self.vectors[t] for t in texts])
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--evals", required=True, type=Path)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--evals", type=Path, default=VENDORED)
     parser.add_argument("--benchmarks", nargs="+", default=["gsm8k", "mmlu"], choices=FILES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--embedder", choices=("local", "hashing"), default="local")
-    parser.add_argument("--max-length", type=int, default=256, help="LocalEmbedder tokens")
-    parser.add_argument("--cache", type=Path, default=Path(".routing-embeddings"))
+    parser.add_argument("--cache", type=Path, default=VENDORED / "embeddings")
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
 
     if args.embedder == "local":
         from agentflow.embedders import LocalEmbedder
 
-        inner: object = LocalEmbedder(max_length=args.max_length)
-        tag = f"{LocalEmbedder().name}-{args.max_length}"
+        inner: object = LocalEmbedder()
     else:
-        inner, tag = HashingEmbedder(), "hashing"
-    embedder = CachedEmbedder(inner, args.cache, hashlib.sha1(tag.encode()).hexdigest()[:10])
-    print(f"embedder: {tag}")
+        inner = HashingEmbedder()
+    embedder = CachedEmbedder(inner, args.cache)  # type: ignore[arg-type]
+    print(f"embedder: {inner!r}, cache {embedder.path}")
     for name in args.benchmarks:
         csvs, contaminated = FILES[name]
         outcomes = read_routellm_csv(args.evals / csvs, contaminated=args.evals / contaminated)
@@ -98,10 +71,8 @@ def main() -> None:
             f"{outcomes.tiers[0]} {q[0]:.1%}, {outcomes.tiers[1]} {q[1]:.1%}; "
             f"RouteLLM paper's best APGR {PAPER_BEST[name]}"
         )
-        embedder.load(name)
         started = time.perf_counter()
         embedder(outcomes.prompts)
-        embedder.save(name, outcomes.prompts)
         print(f"  embedded in {time.perf_counter() - started:.0f} s")
         seen: dict[tuple[str, str], list[float]] = {}
         for seed in args.seeds:
@@ -109,6 +80,7 @@ def main() -> None:
             routers = {
                 "knn": KnnRouter.train(train, embedder=embedder),
                 "logistic": LogisticRouter.train(train, embedder=embedder),
+                "mf": MfRouter.train(train, embedder=embedder, seed=seed),
             }
             for kind, router in routers.items():
                 p = router.predict(test.prompts)

@@ -1,11 +1,12 @@
 """``agentflow route train`` and ``agentflow route eval``: learned routers and the
 offline cost/quality harness, from the command line.
 
-    agentflow route train --data outcomes.jsonl --out router.json [--kind knn|logistic]
+    agentflow route train --data outcomes.jsonl --out router.json [--kind knn|logistic|mf]
     agentflow route eval --data outcomes.jsonl [--router router.json] [--plot curve.png]
     agentflow route eval --csv 'mmlu/responses/*.csv' \
         --contaminated mmlu/contaminated_prompts.jsonl \
-        [--price MODEL=IN/OUT ...] [--cost MODEL=USD ...] [--holdout 0.2] [--json]
+        [--price MODEL=IN/OUT ...] [--cost MODEL=USD ...] [--holdout 0.2] [--json] \
+        [--embedding-cache DIR]
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 from agentflow._errors import AgentflowError
 
 __all__ = ["add_parser", "run_eval", "run_train"]
+
+KINDS = ("knn", "logistic", "mf")  # agentflow.routing._train.ROUTER_KINDS, without importing it
 
 
 def _cost(value: str) -> tuple[str, float]:
@@ -130,6 +133,12 @@ def _sources(parser: argparse.ArgumentParser) -> None:
         help="prompt features: af.LocalEmbedder (all-MiniLM-L6-v2, the default) or hashed "
         "character n-grams (no model)",
     )
+    parser.add_argument(
+        "--embedding-cache",
+        metavar="DIR",
+        help="keep the prompts' vectors in DIR (one .npz per embedder) and reuse them on "
+        "the next run, instead of embedding every prompt again",
+    )
 
 
 def _tiers(value: str) -> list[str]:
@@ -137,6 +146,16 @@ def _tiers(value: str) -> list[str]:
     if not tiers:
         raise argparse.ArgumentTypeError(f"--tiers takes a comma-separated list, got {value!r}")
     return tiers
+
+
+def _kinds(value: str) -> list[str]:
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    kinds = list(KINDS) if kinds == ["all"] else kinds
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise argparse.ArgumentTypeError(
+            f"--kind takes {', '.join(KINDS)} (comma-separated) or all, got {value!r}"
+        )
+    return list(dict.fromkeys(kinds))
 
 
 def _threshold(value: str) -> float:
@@ -180,7 +199,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     _sources(train)
     train.add_argument("--out", required=True, metavar="ROUTER.json")
-    train.add_argument("--kind", choices=("knn", "logistic"), default="knn")
+    train.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="knn",
+        help="knn, logistic regression or mf (matrix factorisation); default knn",
+    )
     train.add_argument(
         "--k", type=_positive, help="neighbours (knn; default: chosen by calibration)"
     )
@@ -212,7 +236,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     _sources(ev)
     ev.add_argument("--router", metavar="ROUTER.json", help="evaluate this router as given")
-    ev.add_argument("--kind", choices=("knn", "logistic"), default="knn")
+    ev.add_argument(
+        "--kind",
+        type=_kinds,
+        default=["knn"],
+        metavar="KIND[,KIND]",
+        help="the router(s) to train and draw, one curve each: knn (default), logistic, mf "
+        "(matrix factorisation), comma-separated, or all",
+    )
     ev.add_argument("--folds", type=_positive, default=5, help="cross-validation folds")
     ev.add_argument(
         "--holdout",
@@ -244,13 +275,20 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _embedder(args: argparse.Namespace) -> Any:
+    embedder: Any
     if args.embedder == "local":
         from agentflow.embedders import LocalEmbedder
 
-        return LocalEmbedder()
-    from agentflow.routing import HashingEmbedder
+        embedder = LocalEmbedder()
+    else:
+        from agentflow.routing import HashingEmbedder
 
-    return HashingEmbedder()
+        embedder = HashingEmbedder()
+    if args.embedding_cache:
+        from agentflow.routing import CachedEmbedder
+
+        embedder = CachedEmbedder(embedder, args.embedding_cache)
+    return embedder
 
 
 def _outcomes(args: argparse.Namespace, tiers: Any = None) -> Any:
@@ -320,7 +358,7 @@ def run_eval(args: argparse.Namespace) -> int:
             if not isinstance(loaded, LearnedRouter):
                 raise AgentflowError(
                     f"{args.router} is a rule router; the harness evaluates learned "
-                    "routers (knn, logistic), which have a threshold to sweep"
+                    "routers (knn, logistic, mf), which have a threshold to sweep"
                 )
             router = loaded
         outcomes = _outcomes(args, router.tiers if router is not None else None)

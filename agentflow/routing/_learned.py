@@ -24,7 +24,13 @@ from typing import Any, ClassVar, Literal, TypeVar
 import numpy as np
 
 from agentflow._errors import ConfigError
-from agentflow.routing._embed import Embedder, HashingEmbedder, embed_texts, embedder_from_dict
+from agentflow.routing._embed import (
+    Embedder,
+    HashingEmbedder,
+    default_embedder,
+    embed_texts,
+    embedder_from_dict,
+)
 from agentflow.routing._outcomes import Outcomes
 from agentflow.routing._router import (
     check_choice,
@@ -41,7 +47,6 @@ __all__ = [
     "best_k",
     "pick_by_gain",
     "pick_tiers",
-    "train_router",
 ]
 
 L = TypeVar("L", bound="LearnedRouter")
@@ -135,7 +140,7 @@ class LearnedRouter:
             DEFAULT_THRESHOLD[self.rule] if threshold is None else threshold
         )
         self.costs = _check_costs(costs, len(self.tiers))
-        self.embedder: Embedder = embedder if embedder is not None else HashingEmbedder()
+        self.embedder: Embedder = embedder if embedder is not None else default_embedder()
 
     @property
     def prices(self) -> np.ndarray:
@@ -296,7 +301,7 @@ class KnnRouter(LearnedRouter):
     ) -> KnnRouter:
         """``k=None`` picks k among ``K_CANDIDATES`` by the leave-one-out Brier score of
         the probabilities on the training prompts (the best calibrated)."""
-        embedder = embedder if embedder is not None else HashingEmbedder()
+        embedder = embedder if embedder is not None else default_embedder()
         vectors = embed_texts(embedder, outcomes.prompts)
         correct = outcomes.correct.astype(float)
         return cls(
@@ -389,7 +394,7 @@ class LogisticRouter(LearnedRouter):
     ) -> LogisticRouter:
         if l2 < 0 or steps < 1 or learning_rate <= 0:
             raise ConfigError("LogisticRouter.train needs l2 >= 0, steps >= 1, learning_rate > 0")
-        embedder = embedder if embedder is not None else HashingEmbedder()
+        embedder = embedder if embedder is not None else default_embedder()
         x = embed_texts(embedder, outcomes.prompts)
         y = outcomes.correct.astype(float)
         n, dim = x.shape
@@ -440,29 +445,3 @@ class LogisticRouter(LearnedRouter):
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     result: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for large |z|
     return result
-
-
-ROUTER_KINDS: dict[str, type[KnnRouter] | type[LogisticRouter]] = {
-    "knn": KnnRouter,
-    "logistic": LogisticRouter,
-}
-
-
-def train_router(
-    outcomes: Outcomes,
-    kind: str = "knn",
-    *,
-    threshold: float | None = None,
-    embedder: Embedder | None = None,
-    rule: str = "gain",
-    **options: Any,
-) -> KnnRouter | LogisticRouter:
-    """Train a ``"knn"`` (options: ``k``) or ``"logistic"`` (``l2``, ``steps``,
-    ``learning_rate``) router on labelled outcomes. ``rule``: ``"gain"`` (expected gain
-    per dollar, priced by the outcomes' mean cost per tier) or ``"confidence"``;
-    ``threshold`` defaults to ``DEFAULT_THRESHOLD[rule]``."""
-    if kind not in ROUTER_KINDS:
-        raise ConfigError(f"unknown router kind {kind!r}; use {', '.join(map(repr, ROUTER_KINDS))}")
-    return ROUTER_KINDS[kind].train(
-        outcomes, threshold=threshold, embedder=embedder, rule=rule, **options
-    )

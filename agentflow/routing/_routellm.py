@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import csv
 import glob
+import gzip
 import json
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -119,13 +121,20 @@ def read_contamination(paths: str | Path | Iterable[str | Path]) -> set[str]:
     return prompts
 
 
+def _open_text(path: Path) -> TextIO:
+    """``path`` opened for reading text, through gzip when it ends in ``.gz``."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8")
+    return path.open(newline="", encoding="utf-8")
+
+
 def _read_one(
     path: Path, models: Sequence[str] | None
 ) -> tuple[list[str], list[str], list[list[bool]], dict[str, list[str]]]:
     """(model columns as spelled here, prompts, flags per row, responses per model)."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long answers in *_response cells
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with _open_text(path) as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if not header:
@@ -179,7 +188,7 @@ def _read_one(
                 rows.append(flags)
                 for m, col in answers.items():
                     responses[m].append(record[col])
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
         raise OutcomesError(f"cannot read {path}: {err}") from err
     if not rows:
         raise OutcomesError(f"{path} has a header but no rows")
@@ -195,7 +204,8 @@ def read_routellm_csv(
     contaminated: str | Path | Iterable[str | Path] | set[str] | None = None,
     output_tokens: int | None = None,
 ) -> Outcomes:
-    """Read one or more RouteLLM evaluation CSVs (paths or glob patterns) as one set.
+    """Read one or more RouteLLM evaluation CSVs (paths or glob patterns; ``.csv.gz``
+    files are read gzip-compressed) as one set.
 
     ``models`` picks the model columns and names the tiers after them (default: every
     column but ``prompt`` and ``*_response``, named as in the first file); every file

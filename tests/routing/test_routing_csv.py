@@ -5,6 +5,7 @@ per call or per million tokens (labelled as such), and ``--json``."""
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import re
 from pathlib import Path
@@ -78,6 +79,18 @@ def test_several_files_by_glob_or_by_name_read_as_one_set(mmlu: Path) -> None:
     # the same file given twice counts once
     twice = read_routellm_csv([mmlu / "responses" / "mmlu_algebra.csv"] * 2)
     assert len(twice.prompts) == 12
+
+
+def test_gzip_compressed_csvs_read_like_plain_ones(mmlu: Path, tmp_path: Path) -> None:
+    plain = mmlu / "responses" / "mmlu_algebra.csv"
+    packed = tmp_path / "mmlu_algebra.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    a, b = read_routellm_csv(plain), read_routellm_csv(packed)
+    assert (a.prompts, a.tiers, a.correct.tolist()) == (b.prompts, b.tiers, b.correct.tolist())
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(gzip.compress(plain.read_bytes())[:40])
+    with pytest.raises(OutcomesError, match=r"cannot read .*broken\.csv\.gz"):
+        read_routellm_csv(broken)
 
 
 def test_renamed_model_columns_are_found_under_either_name(mmlu: Path) -> None:
