@@ -35,6 +35,7 @@ from agentflow._errors import (
     UnknownTierError,
 )
 from agentflow._policy import STEP_KINDS, CachePolicy, Escalate, RetryPolicy
+from agentflow._price_map import litellm_pricing
 from agentflow._run import Run, StepSummary, run
 from agentflow._step import StepPolicy, plan, retrieve, step, tool, verify
 from agentflow._warnings import BudgetCapWarning, UsageEstimatedWarning
@@ -87,6 +88,7 @@ __all__ = [
     "configure",
     "embed",
     "get_config",
+    "litellm_pricing",
     "plan",
     "retrieve",
     "run",

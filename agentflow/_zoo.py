@@ -124,7 +124,10 @@ _HINTS = {
     "api_base": "give the server's URL as a str, e.g. 'http://127.0.0.1:8081/v1'",
     "timeout": "give a positive number of seconds",
     "context_window": "give the model's context size in tokens (an int), e.g. 8192",
-    "pricing": "give a budgets.TokenPricing(...) or budgets.GpuHourPricing(...)",
+    "pricing": (
+        "give a budgets.TokenPricing(...), a budgets.GpuHourPricing(...), or 'litellm' "
+        "for an API model's prices from litellm's price map"
+    ),
     "default_tier": "name one of the zoo's tiers",
 }
 
@@ -198,6 +201,11 @@ class Endpoint(_Model):
     before is not asked again); ``"local"`` counts offline with no round trip, and the
     hold is scaled by how much larger the engine has been counting than we do.
 
+    ``pricing``: a ``TokenPricing`` (APIs), a ``GpuHourPricing`` (self-hosted), or
+    ``"litellm"``: the model's per-token prices, cache reads and writes included where
+    the provider has them, from the price map of the installed litellm (read as a file,
+    without importing litellm).
+
     ``context_window``: the tokens the model holds, prompt and output together. A prompt
     plus ``max_tokens`` that cannot fit is never sent there: the call goes to the tier's
     fallback, or fails at once naming the sizes. Left out, it is read from the engine
@@ -235,6 +243,16 @@ class Endpoint(_Model):
             return data
         declared = cls.model_fields
         return {k: v if k in declared else _secrets.protect(k, v) for k, v in data.items()}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _litellm_prices(cls, data: Any) -> Any:
+        # pricing="litellm": the model's prices from litellm's price map (agentflow._price_map)
+        if isinstance(data, Mapping) and data.get("pricing") == "litellm":
+            from agentflow._price_map import litellm_pricing
+
+            return {**data, "pricing": litellm_pricing(str(data.get("model") or ""))}
+        return data
 
     @model_validator(mode="after")
     def _register_secrets(self) -> Endpoint:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -412,9 +414,9 @@ def test_anthropic_reply_through_litellm(
 
 
 def test_our_price_matches_litellms_cost_map(anthropic: AnthropicServer) -> None:
-    """Priced from litellm's own cost map entry, agentflow charges what litellm's
-    ``completion_cost`` charges for the same Anthropic reply: both count cache reads and
-    writes the same way."""
+    """``Endpoint(pricing="litellm")`` takes the model's prices from litellm's price map,
+    and agentflow then charges what litellm's ``completion_cost`` charges for the same
+    Anthropic reply: both count cache reads and writes the same way."""
     import litellm
 
     entry = litellm.model_cost["claude-haiku-4-5"]
@@ -422,16 +424,24 @@ def test_our_price_matches_litellms_cost_map(anthropic: AnthropicServer) -> None
     def per_mtok(key: str) -> Decimal:
         return Decimal(str(entry[key])) * MILLION
 
-    pricing = TokenPricing(
+    pricing = af.litellm_pricing("anthropic/claude-haiku-4-5")
+    assert pricing == TokenPricing(
         input_per_mtok=per_mtok("input_cost_per_token"),
         output_per_mtok=per_mtok("output_cost_per_token"),
         cached_input_per_mtok=per_mtok("cache_read_input_token_cost"),
         cache_write_per_mtok=per_mtok("cache_creation_input_token_cost"),
     )
     assert pricing == HAIKU  # the prices the other tests use are litellm's too
-    _configure(anthropic)
+    endpoint = af.Endpoint(
+        model="anthropic/claude-haiku-4-5",
+        api_base=anthropic.base_url,
+        api_key="sk-ant-loopback",
+        pricing="litellm",
+    )
+    assert endpoint.pricing == pricing
+    af.configure(zoo=af.ModelZoo(tiers=[af.Tier("claude", endpoints=[endpoint])]))
     answer = af.complete([{"role": "user", "content": "Capital of France?"}], max_tokens=20)
-    ours = pricing.cost(answer.usage).total_usd
+    ours = answer.cost.total_usd
     theirs = litellm.completion_cost(completion_response=answer.raw)
     assert float(ours) == pytest.approx(theirs, rel=1e-9)
     # and ignoring the write premium would have undercharged
@@ -624,3 +634,37 @@ def test_a_budget_hold_covers_every_prompt_token_being_a_cache_write() -> None:
     # no write premium (OpenAI's automatic caching, GPU-hour engines): the input price
     plain = TokenPricing(input_per_mtok=1, output_per_mtok=5, cached_input_per_mtok="0.5")
     assert worst_cost(plain, PROMPT, OUTPUT) == (Decimal(PROMPT) + Decimal(OUTPUT) * 5) / MILLION
+
+
+def test_litellm_pricing_reads_the_price_map_without_importing_litellm(tmp_path: Path) -> None:
+    """A zoo file can say ``pricing = "litellm"``; reading it never imports litellm."""
+    zoo_file = tmp_path / "zoo.toml"
+    zoo_file.write_text(
+        '[[tiers]]\nname = "mini"\n[[tiers.endpoints]]\n'
+        'model = "openai/gpt-4o-mini"\npricing = "litellm"\n'
+    )
+    code = (
+        "import sys, agentflow as af\n"
+        f"zoo = af.ModelZoo.from_toml({str(zoo_file)!r})\n"
+        "p = zoo.tiers[0].endpoints[0].pricing\n"
+        "print(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok,"
+        " p.cache_write_per_mtok, 'litellm' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    # gpt-4o-mini: $0.15 in, $0.60 out, $0.075 cached reads; OpenAI has no write price
+    assert out == ["0.15", "0.6", "0.075", "None", "False"]
+
+
+@pytest.mark.parametrize(
+    ("model", "closest"),
+    [("anthropic/claude-haiku-4.5", "'claude-haiku-4-5'"), ("gpt4o-mini", "'gpt-4o-mini'")],
+)
+def test_a_model_litellm_does_not_price_is_refused_naming_the_closest(
+    model: str, closest: str
+) -> None:
+    with pytest.raises(af.ConfigError, match="price map has no model") as err:
+        af.Endpoint(model=model, pricing="litellm")
+    assert closest in str(err.value)
+    assert "TokenPricing(" in str(err.value)
