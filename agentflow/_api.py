@@ -17,6 +17,7 @@ from typing import Any, Literal, overload
 from agentflow._completion import Completion, Embedding
 from agentflow._errors import ConfigError
 from agentflow.pipeline import (
+    abuild_request,
     arun_plan,
     build_embedding_request,
     build_request,
@@ -85,9 +86,9 @@ async def acomplete(
 ) -> Completion | AsyncCompletionStream:
     """The async twin of ``complete``."""
     if _stream_flag(stream):
-        request = build_request(messages, params, tier, operation="chat_stream")
+        request = await abuild_request(messages, params, tier, operation="chat_stream")
         return AsyncCompletionStream(stream_state(await arun_plan(plan_stream(request))))
-    return await arun_plan(plan_completion(build_request(messages, params, tier)))
+    return await arun_plan(plan_completion(await abuild_request(messages, params, tier)))
 
 
 def _texts(input: str | Sequence[str]) -> list[str]:

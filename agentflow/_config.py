@@ -93,6 +93,11 @@ class Config:
                 backend = _shared_backend
         return tenant_ledgers(budgets, user_id, backend)
 
+    def tenant_ledger(self, user_id: str | None) -> Ledger | None:
+        """The first of ``user_id``'s tenant ledgers (``tenant_ledgers`` gives them all)."""
+        ledgers = self.tenant_ledgers(user_id)
+        return ledgers[0] if ledgers else None
+
 
 _lock = threading.Lock()
 _shared_backend: LedgerBackend | None = None

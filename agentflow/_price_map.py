@@ -75,7 +75,9 @@ def _entry(model: str) -> dict[str, Any] | None:
 
 def _per_mtok(per_token: Any) -> Decimal:
     # str() of the float keeps litellm's decimal digits (1.25e-06, not 1.2499999...e-06)
-    return (Decimal(str(per_token)) * _MILLION).normalize()
+    price = (Decimal(str(per_token)) * _MILLION).normalize()
+    # normalize() writes 10 as 1E+1: keep whole dollars whole
+    return price.quantize(Decimal(1)) if price == price.to_integral_value() else price
 
 
 def litellm_pricing(model: str) -> TokenPricing:

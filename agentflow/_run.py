@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from contextvars import Token
@@ -221,7 +222,10 @@ def _sample_engines(span: trace.Span | None, trigger: str) -> None:
     if cfg.engine_metrics:
         from agentflow.pipeline.engine_time import sample_run
 
-        sample_run(span, trigger, cfg.zoo)
+        try:
+            sample_run(span, trigger, cfg.zoo)
+        except Exception:  # telemetry (no thread to start, ...) never breaks a run
+            logging.getLogger("agentflow").warning("engine sampling failed", exc_info=True)
 
 
 def _check_run_args(

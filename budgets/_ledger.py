@@ -151,10 +151,24 @@ class Ledger:
         asked: object = (res.usd, res.input_tokens, res.output_tokens, res.calls)[refusal.index]
         remaining: object = from_nano(left) if refusal.index == 0 else left
         limit_name = LIMIT_NAMES[refusal.index]
-        wait = self.window_resets_in()
-        if wait is None:
-            return self._error(self.name, limit_name, asked, remaining)
-        return self._error(self.name, limit_name, asked, remaining, retry_after_s=wait)
+        whole = (to_nano(res.usd), res.input_tokens, res.output_tokens, res.calls)[refusal.index]
+        wait = self.window_resets_in() if whole <= limit else None  # else it never fits
+        return self.refusal(limit_name, asked, remaining, retry_after_s=wait)
+
+    def refusal(
+        self, limit: str, asked: object, remaining: object, *, retry_after_s: float | None = None
+    ) -> BudgetExceeded:
+        """The error this ledger raises when ``limit`` refuses a call (its ``error`` class,
+        named after the ledger). ``retry_after_s`` goes to the error; an ``error`` class
+        whose ``__init__`` predates it (four arguments) gets it as an attribute."""
+        if retry_after_s is None:
+            return self._error(self.name, limit, asked, remaining)
+        try:
+            return self._error(self.name, limit, asked, remaining, retry_after_s=retry_after_s)
+        except TypeError:  # a custom error class with the older signature
+            err = self._error(self.name, limit, asked, remaining)
+            err.retry_after_s = retry_after_s
+            return err
 
     def window_resets_in(self) -> float | None:
         """Seconds until this budget's window starts again from zero (``None`` for a

@@ -110,3 +110,33 @@ async def test_counting_through_tokenize_is_off_the_loop(
     assert answer.text
     assert seen, "the budgeted call counted its prompt"
     assert loop_thread not in seen
+
+
+async def test_a_router_runs_off_the_loop(srv: LoopbackServer, zoo: af.ModelZoo) -> None:
+    """``tier="auto"``: the router (a learned one embeds the prompt; its ``RouteContext``
+    reads the ledgers) is asked in a worker thread, inline for a plain call."""
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+
+    class SlowRouter:
+        def choose(self, messages: Any, *, kind: str, tiers: Any, context: Any) -> str:
+            seen.append(threading.get_ident())
+            context.remaining()  # what a budget-aware router reads
+            time.sleep(BLOCK_S)  # an embedding model's forward pass
+            return "small"
+
+    backend = SlowBackend()
+    af.configure(
+        router=SlowRouter(),
+        ledger_backend=backend,
+        tenant_budget=Budget(max_usd=1, window=timedelta(days=1)),
+    )
+    async with af.run("routed", user_id="tenant-a", budget=Budget(max_usd=1)):
+        answers = await asyncio.gather(*(af.acomplete(USER, tier="auto") for _ in range(4)))
+        stream = await af.acomplete(USER, tier="auto", stream=True)
+        async for _ in stream:
+            pass
+    assert all(a.tier == "small" for a in answers)
+    assert len(seen) == 5
+    assert loop_thread not in seen
+    assert loop_thread not in backend.sync_threads

@@ -668,3 +668,10 @@ def test_a_model_litellm_does_not_price_is_refused_naming_the_closest(
         af.Endpoint(model=model, pricing="litellm")
     assert closest in str(err.value)
     assert "TokenPricing(" in str(err.value)
+
+
+def test_whole_dollar_prices_read_as_whole_numbers() -> None:
+    # gpt-4o: $2.50 in, $10 out, $1.25 cached reads per million (not Decimal('1E+1'))
+    pricing = af.litellm_pricing("openai/gpt-4o")
+    assert str(pricing.output_per_mtok) == "10"
+    assert (str(pricing.input_per_mtok), str(pricing.cached_input_per_mtok)) == ("2.5", "1.25")

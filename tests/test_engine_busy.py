@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -341,3 +343,63 @@ def test_window_takes_the_samples_nearest_its_edges_from_outside() -> None:
     # no sample outside: the first and last inside
     inside_only = engine_busy_seconds(spans[1:], Window(40 * 10**9, 1000 * 10**9))
     assert inside_only["gpu"][0] == (20.0 - 15.0) + 5.0
+
+
+def test_a_garbled_answer_ends_one_round_not_the_sampler(span_file: Path) -> None:
+    """An engine that answers something that is not HTTP (here a bad status line) gives
+    an ERROR sample; the thread lives on and the next reading works."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def garble() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"NOT-HTTP garbage\r\n\r\n")
+
+    thread = threading.Thread(target=garble, daemon=True)
+    thread.start()
+    sampler = EngineSampler(timeout=2.0)
+    bad = af.Endpoint(model="openai/x", api_base=f"http://127.0.0.1:{port}/v1", pricing=GPU)
+    try:
+        with sampler, LoopbackServer(name="engine") as srv:
+            srv.metrics = _llama_metrics(1.0, 2.0)
+            good = af.Endpoint(model="openai/y", api_base=srv.base_url, pricing=GPU, name="ok")
+            sampler.request([bad], None, "run_start")
+            assert sampler.flush()
+            assert sampler.running  # the round failed, the thread did not
+            sampler.request([good], None, "run_start")
+            assert sampler.flush()
+    finally:
+        listener.close()
+        thread.join(5)
+    first, second = _samples(span_file)
+    assert first["status"]["code"] == "ERROR"
+    assert "BadStatusLine" in first["attributes"][A.AGENTFLOW_ENGINE_SAMPLE_ERROR]
+    assert second["attributes"][A.AGENTFLOW_ENGINE_BUSY_SECONDS_TOTAL] == 3.0
+
+
+def test_runs_asking_together_each_get_their_sample_from_one_read(span_file: Path) -> None:
+    tracer = tracing.tracer()
+    with LoopbackServer(name="engine") as srv:
+        srv.metrics = _llama_metrics(4.0, 1.0)
+        ep = af.Endpoint(model="openai/y", api_base=srv.base_url, pricing=GPU, name="shared")
+        one, two = tracer.start_span("run one"), tracer.start_span("run two")
+        sampler = EngineSampler()
+        # both runs ask before the thread takes the requests (it waits on the lock held
+        # here): one GET, one span under each run
+        with sampler._cond:
+            sampler.request([ep], trace.set_span_in_context(one), "run_start")
+            sampler.request([ep], trace.set_span_in_context(two), "run_start")
+        with sampler:
+            assert sampler.flush()
+        one.end()
+        two.end()
+        reads = [r for r in srv.requests if r.path == "/metrics"]
+    samples = _samples(span_file)
+    assert len(reads) == 1
+    assert {s["parent_id"] for s in samples} == {
+        format(one.get_span_context().span_id, "016x"),
+        format(two.get_span_context().span_id, "016x"),
+    }
+    assert all(s["attributes"][A.AGENTFLOW_ENGINE_BUSY_SECONDS_TOTAL] == 5.0 for s in samples)

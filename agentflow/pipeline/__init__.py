@@ -22,6 +22,7 @@ never the plan or each other; a test checks that there is no import cycle.
 
 from agentflow.pipeline.drivers import EFFECTS, arun_plan, run_plan
 from agentflow.pipeline.plan import (
+    abuild_request,
     build_embedding_request,
     build_request,
     plan_completion,
@@ -34,6 +35,7 @@ __all__ = [
     "EFFECTS",
     "Request",
     "Slot",
+    "abuild_request",
     "arun_plan",
     "build_embedding_request",
     "build_request",

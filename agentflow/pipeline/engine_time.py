@@ -144,8 +144,8 @@ def _read(url: str, timeout: float) -> tuple[EngineTime | None, str | None]:
     except urllib.error.HTTPError as err:
         err.close()
         return None, f"GET /metrics answered {err.code} (llama-server needs --metrics)"
-    except (OSError, ValueError) as err:
-        return None, f"GET /metrics failed: {err}"
+    except Exception as err:  # refused, reset, timed out, a malformed status line...
+        return None, f"GET /metrics failed: {type(err).__name__}: {err}"
     reading = read_engine_time(text)
     if reading is None:
         return None, "no busy-time counter in /metrics (not llama-server, vLLM or SGLang?)"
@@ -166,8 +166,8 @@ class EngineSampler(Poller):
         super().__init__(interval=60.0)
         self.timeout = timeout
         self._cond = threading.Condition()
-        # endpoint id → (endpoint, parent context, trigger)
-        self._pending: dict[str, tuple[Endpoint, Context | None, str]] = {}
+        # endpoint id → (endpoint, [(parent context, trigger) of each run that asked])
+        self._pending: dict[str, tuple[Endpoint, list[tuple[Context | None, str]]]] = {}
         self._busy = False
         self._exit_hook = False
 
@@ -177,7 +177,8 @@ class EngineSampler(Poller):
         with self._cond:
             for endpoint in endpoints:
                 if endpoint.api_base:
-                    self._pending[endpoint.id] = (endpoint, parent, trigger)
+                    _, askers = self._pending.setdefault(endpoint.id, (endpoint, []))
+                    askers.append((parent, trigger))
                     added = True
             if added and not self._exit_hook:
                 atexit.register(self.flush)
@@ -202,8 +203,8 @@ class EngineSampler(Poller):
             pending, self._pending = self._pending, {}
             self._busy = bool(pending)
         try:
-            for endpoint, parent, trigger in pending.values():
-                self.sample(endpoint, parent, trigger)
+            for endpoint, askers in pending.values():
+                self.sample(endpoint, askers)
         finally:
             with self._cond:
                 self._busy = False
@@ -213,32 +214,41 @@ class EngineSampler(Poller):
         return 4 * self.timeout + 1
 
     def sample(
-        self, endpoint: Endpoint, parent: Context | None = None, trigger: str = "manual"
+        self,
+        endpoint: Endpoint,
+        askers: Sequence[tuple[Context | None, str]] = ((None, "manual"),),
     ) -> EngineTime | None:
-        """Read one replica now (blocking) and record the span; never raises for a
-        replica that is down or has no counters (the span says why)."""
+        """Read one replica now (blocking) and record a span under each asker's parent
+        (``(parent context, trigger)``: runs that asked together share one read); never
+        raises for a replica that is down or has no counters (the spans say why)."""
         url = root_url(endpoint)
         if url is None:
             return None
-        span = tracing.tracer().start_span(
-            ENGINE_SAMPLE_SPAN,
-            context=parent,
-            attributes={
-                A.AGENTFLOW_ENDPOINT: tracing.redact(endpoint.id),
-                A.AGENTFLOW_ENGINE_API_BASE: tracing.redact(url),
-                A.AGENTFLOW_ENGINE_TRIGGER: trigger,
-            },
-        )
+        spans = [
+            tracing.tracer().start_span(
+                ENGINE_SAMPLE_SPAN,
+                context=parent,
+                attributes={
+                    A.AGENTFLOW_ENDPOINT: tracing.redact(endpoint.id),
+                    A.AGENTFLOW_ENGINE_API_BASE: tracing.redact(url),
+                    A.AGENTFLOW_ENGINE_TRIGGER: trigger,
+                },
+            )
+            for parent, trigger in askers
+        ]
+        reading: EngineTime | None = None
+        why: str | None = "not read"
         try:
             reading, why = _read(url, self.timeout)
-            if reading is not None:
-                span.set_attributes(_reading_attributes(reading))
-            else:
-                span.set_attribute(A.AGENTFLOW_ENGINE_SAMPLE_ERROR, tracing.redact(why or ""))
-                span.set_status(Status(StatusCode.ERROR, why))
             return reading
         finally:
-            span.end()
+            for span in spans:
+                if reading is not None:
+                    span.set_attributes(_reading_attributes(reading))
+                else:
+                    span.set_attribute(A.AGENTFLOW_ENGINE_SAMPLE_ERROR, tracing.redact(why or ""))
+                    span.set_status(Status(StatusCode.ERROR, why))
+                span.end()
 
 
 def _reading_attributes(reading: EngineTime) -> dict[str, str | float]:

@@ -9,6 +9,7 @@ retries, failover, budgets, caching and escalation exists once.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable, Generator
@@ -58,6 +59,23 @@ Plan = Generator[Effect, Any, T]
 
 
 # --- the request ------------------------------------------------------------------------
+async def abuild_request(
+    messages: Any,
+    params: dict[str, Any],
+    tier: str | None = None,
+    operation: str = "chat",
+) -> Request:
+    """``build_request`` for ``af.acomplete``: a call whose tier a router picks is built
+    in a worker thread (a learned router embeds the prompt, and its ``RouteContext``
+    reads the ledgers: neither may block the event loop); any other is built inline."""
+    frame = current_step.get()
+    policy = frame.policy if frame is not None else None
+    chosen = tier or (policy.tier if policy else None)
+    if chosen == AUTO and not in_scorer.get():
+        return await asyncio.to_thread(build_request, messages, params, tier, operation)
+    return build_request(messages, params, tier, operation)
+
+
 def build_request(
     messages: Any,
     params: dict[str, Any],

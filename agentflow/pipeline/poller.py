@@ -5,11 +5,14 @@ base of the health prober (``health.HealthProbes``), the health sync through Red
 
 from __future__ import annotations
 
+import logging
 import threading
 from types import TracebackType
 from typing import Self
 
 __all__ = ["Poller"]
+
+_log = logging.getLogger("agentflow")
 
 
 class Poller:
@@ -34,11 +37,11 @@ class Poller:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> Self:
         """Start the thread (idempotent)."""
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
             self._thread.start()
@@ -56,7 +59,14 @@ class Poller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a bug or an odd reply ends this round, never the thread
+                _log.warning(
+                    "%s: a round failed; the next one runs as usual",
+                    self.thread_name,
+                    exc_info=True,
+                )
             self._wake.wait(self.interval)
             self._wake.clear()
 

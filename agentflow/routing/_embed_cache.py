@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,14 @@ class CachedEmbedder:
                 try:
                     with np.load(self.path, allow_pickle=False) as data:
                         keys, codes, scales = data["keys"], data["codes"], data["scales"]
-                except (OSError, KeyError, ValueError) as err:
+                    vectors = codes.astype(np.float32) * scales[:, None]
+                    self._vectors = dict(zip((bytes(k) for k in keys), vectors, strict=True))
+                except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+                    # truncated, not a zip, missing arrays, or arrays of mismatched lengths
                     raise ConfigError(
-                        f"{self.path} is not an embedding cache ({err}); delete it or point "
-                        "--embedding-cache at another directory"
+                        f"{self.path} is not an embedding cache ({type(err).__name__}: "
+                        f"{err}); delete it or point --embedding-cache at another directory"
                     ) from None
-                vectors = codes.astype(np.float32) * scales[:, None]
-                self._vectors = dict(zip((bytes(k) for k in keys), vectors, strict=True))
         return self._vectors
 
     def _save(self, vectors: dict[bytes, np.ndarray]) -> None:

@@ -344,3 +344,43 @@ async def test_redis_backend_on_a_ready_client(redis_url: str) -> None:
     ledger.release(first)
     assert ledger.spent() == Spend(D("0.01"), 1, 2, 1)
     client.close()
+
+
+def test_a_windowed_refusal_says_when_the_window_starts_again(backend: LedgerBackend) -> None:
+    hour = 3600.0
+    now = [100 * hour + 1000.5]  # 1000.5 s into an hour
+    budget = Budget(max_usd=1, max_calls=2, window=timedelta(hours=1))
+    ledger = Ledger(budget, name="hourly", backend=backend, key="w", clock=lambda: now[0])
+    ledger.settle(ledger.reserve(usd=D("0.9")), usd=D("0.9"), input_tokens=0, output_tokens=0)
+    with pytest.raises(BudgetExceeded) as refused:
+        ledger.reserve(usd=D("0.2"))
+    assert refused.value.retry_after_s == pytest.approx(2599.5)
+    assert "window starts again in 43 min 20 s" in str(refused.value)
+    assert ledger.window_resets_in() == pytest.approx(2599.5)
+    # more than the whole limit never fits: no wait is promised
+    with pytest.raises(BudgetExceeded) as never:
+        ledger.reserve(usd=D(2))
+    assert never.value.retry_after_s is None
+    assert "window" not in str(never.value)
+    # no window, no wait
+    plain = Ledger(Budget(max_calls=1), backend=backend, key="plain")
+    plain.reserve(usd=0)
+    with pytest.raises(BudgetExceeded) as refused_plain:
+        plain.reserve(usd=0)
+    assert refused_plain.value.retry_after_s is None
+    assert plain.window_resets_in() is None
+
+
+def test_a_custom_error_class_with_the_older_signature_still_works() -> None:
+    class Refused(BudgetExceeded):
+        def __init__(self, budget: str, limit: str, asked: object, remaining: object) -> None:
+            super().__init__(budget, limit, asked, remaining)
+
+    now = [30.0]
+    ledger = Ledger(
+        Budget(max_calls=1, window=timedelta(minutes=1)), error=Refused, clock=lambda: now[0]
+    )
+    ledger.reserve(usd=0)
+    with pytest.raises(Refused) as refused:
+        ledger.reserve(usd=0)
+    assert refused.value.retry_after_s == pytest.approx(30.0)

@@ -253,3 +253,14 @@ def test_route_eval_draws_one_curve_per_kind(
         main([*args, "--kind", "knn,forest"])
     assert exit_info.value.code == 2
     assert "--kind takes knn, logistic, mf" in capsys.readouterr().err
+
+
+def test_a_damaged_embedding_cache_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    from agentflow.routing import CachedEmbedder, HashingEmbedder
+
+    cache = CachedEmbedder(HashingEmbedder(), tmp_path)
+    cache(["hello"])
+    data = cache.path.read_bytes()
+    cache.path.write_bytes(data[: len(data) // 2])  # a copy cut short
+    with pytest.raises(af.ConfigError, match=r"is not an embedding cache.*delete it"):
+        CachedEmbedder(HashingEmbedder(), tmp_path)(["hello"])
