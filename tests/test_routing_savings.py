@@ -23,7 +23,7 @@ import agentflow as af
 import tracing
 from agentflow.cli import _report as _report_cli
 from agentflow.testing import LoopbackServer, Reply
-from budgets import GpuHourPricing, TokenPricing
+from budgets import Budget, GpuHourPricing, TokenPricing
 from tracing import attributes as A
 
 Q = [{"role": "user", "content": "What is the capital of France?"}]
@@ -307,3 +307,40 @@ def test_an_unscored_stream_records_its_routing_saving(
     assert attrs[A.AGENTFLOW_ROUTE_STRONGEST_USD] == float(_usd("big", 100, 3))
     assert attrs[A.AGENTFLOW_ROUTE_SAVED_USD] == float(saved)
     assert run.totals.routing_saved_usd == saved
+
+
+def test_a_climb_the_budget_stops_settles_on_the_answer_it_has(
+    srv: LoopbackServer, spans: InMemorySpanExporter
+) -> None:
+    """The scorer rejects the cheap answer, but the run's budget cannot pay for the
+    strong tier: the request settles on the cheap answer, and its span carries the
+    routing saving (before, a climb stopped by the budget recorded none)."""
+    cheap = TokenPricing(input_per_mtok=1, output_per_mtok=1)
+    dear = TokenPricing(input_per_mtok=1000, output_per_mtok=1000)
+    tiers = [
+        af.Tier(
+            name, endpoints=[af.Endpoint(model=f"openai/{name}", api_base=srv.base_url, pricing=p)]
+        )
+        for name, p in (("small", cheap), ("big", dear))
+    ]
+    af.configure(zoo=af.ModelZoo(tiers=tiers), retry=af.RetryPolicy(initial_backoff=0.01))
+
+    @af.step(
+        name="check", tier="small", escalate=af.Escalate(scorer=lambda c: 0.1, min_confidence=0.5)
+    )
+    def check() -> af.Completion:
+        return af.complete(messages=Q, max_tokens=10)
+
+    srv.default = Reply("a", prompt_tokens=20, completion_tokens=5)
+    # $0.001: the small answer ($0.000025) fits, a 20-token prompt on big ($0.02) never does
+    with af.run("thrifty", budget=Budget(max_usd="0.001")) as run:
+        answer = check()
+    assert answer.tier == "small"
+    assert len([r for r in srv.requests if r.path.endswith("/chat/completions")]) == 1
+    (span,) = [s for s in spans.get_finished_spans() if s.name.startswith("chat ")]
+    attrs = span.attributes or {}
+    strongest = Decimal(20 * 1000 + 5 * 1000) * MICRO
+    paid = Decimal(20 + 5) * MICRO
+    assert attrs[A.AGENTFLOW_ROUTE_STRONGEST_USD] == float(strongest)
+    assert attrs[A.AGENTFLOW_ROUTE_SAVED_USD] == float(strongest - paid)
+    assert run.totals.routing_saved_usd == strongest - paid

@@ -402,13 +402,9 @@ def record_routing(
     The saving is added to the run's totals (its step's and tier's rows); the span
     attributes are returned."""
     escalate = request.escalate
-    if escalate is not None and not (
-        confidence is not None and confidence >= escalate.min_confidence
-    ):
-        names = request.zoo.names
-        above = request.ladder()[attempt.escalation_level + 1 :]
-        if any(names.index(t) > names.index(attempt.tier) for t in above):
-            return {}  # rejected: a stronger tier answers next, and pays this as its tax
+    rejected = escalate is not None and (confidence is None or confidence < escalate.min_confidence)
+    if rejected and not request.climb_ends:
+        return {}  # a stronger tier answers next, and pays this answer as its tax
     strongest = request.zoo.tiers[-1]
     pricing = strongest.endpoints[0].pricing
     if pricing is None or endpoint.pricing is None:

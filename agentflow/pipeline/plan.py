@@ -217,16 +217,29 @@ def _climb(request: Request) -> Plan[Completion]:
     gate = BudgetGate(request)
     names = list(request.zoo.names)
     floor = -1  # a tier the prompt outgrew: the ladder goes on above it
+    affordable: dict[str, bool] = {}  # the next tier, checked before the last span ended
     for level, tier_name in enumerate(ladder):
         if names.index(tier_name) <= floor:
             continue
-        if level > 0 and not (yield from gate.can_afford_tier(tier_name)):
-            break  # escalation never spends past the budget: keep the best answer so far
+        if level > 0:
+            if tier_name in affordable:
+                can = affordable.pop(tier_name)
+            else:
+                can = yield from gate.can_afford_tier(tier_name)
+            if not can:
+                break  # escalation never spends past the budget: keep the best answer so far
         completion, tier_name = yield from _answer_with_room(request, gate, tier_name, level)
         floor = names.index(tier_name)
         if request.escalate is None:
             return _finish(request, completion, None)
-        confidence = yield from _score(request, request.escalate, completion)
+        confidence, scorer_error = yield from _score(request, request.escalate, completion)
+        if confidence is None or confidence < request.escalate.min_confidence:
+            # rejected: does the climb go on? (the span says where the request settled)
+            above = [t for t in ladder[level + 1 :] if names.index(t) > floor]
+            if above:
+                affordable[above[0]] = yield from gate.can_afford_tier(above[0])
+            request.climb_ends = not above or not affordable[above[0]]
+        request.finish_span(confidence, scorer_error)
         completion.confidence = confidence
         request.attempts[-1] = replace(request.attempts[-1], confidence=confidence)
         if best is None or (confidence or 0.0) > (best.confidence or 0.0):
@@ -277,9 +290,12 @@ def _fallback_chain(zoo: Any, tier_name: str) -> set[str]:
     return seen
 
 
-def _score(request: Request, escalate: Escalate, completion: Completion) -> Plan[float | None]:
-    """Run the scorer; a scorer that raises makes the answer unconfident (the error is
-    recorded on the attempt's span) unless the step says ``on_scorer_error="raise"``."""
+def _score(
+    request: Request, escalate: Escalate, completion: Completion
+) -> Plan[tuple[float | None, BaseException | None]]:
+    """Run the scorer: ``(confidence, the scorer's error)``. A scorer that raises makes
+    the answer unconfident (the error goes on the attempt's span, which the caller
+    ends) unless the step says ``on_scorer_error="raise"``."""
     try:
         result = yield Score(escalate.scorer, completion, request.messages)
     except BaseException:
@@ -287,10 +303,11 @@ def _score(request: Request, escalate: Escalate, completion: Completion) -> Plan
         raise
     if isinstance(result, ScoreFailed):
         err = result.error
-        request.finish_span(None, err)
         if result.fatal:
+            request.finish_span(None, err)
             raise err
         if escalate.on_scorer_error == "raise":
+            request.finish_span(None, err)
             raise ScorerError(
                 f"the scorer of step {request.step_name!r} raised {type(err).__name__}: "
                 f"{err}; fix the scorer, or use on_scorer_error='unconfident' to treat it "
@@ -299,9 +316,8 @@ def _score(request: Request, escalate: Escalate, completion: Completion) -> Plan
         request.attempts[-1] = replace(
             request.attempts[-1], error=tracing.redact(f"scorer {type(err).__name__}: {err}")
         )
-        return None
-    request.finish_span(result, None)
-    return result  # type: ignore[no-any-return]  # the score stage gave float | None
+        return None, err
+    return result, None  # the score stage gave float | None
 
 
 def _answer_within_budget(

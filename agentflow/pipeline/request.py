@@ -49,6 +49,9 @@ class Request:
     cache: CacheControl | None = None
     routed_by: str | None = None
     run: Any = None  # the enclosing af.run (a Run), if any
+    # the scored answer just rejected is where the request settles: no tier above it is
+    # left, or the budget cannot pay for the next one (set before its span ends)
+    climb_ends: bool = False
 
     def finish_span(self, confidence: float | None, error: BaseException | None = None) -> None:
         """End the last attempt's span, now that its confidence is known."""
