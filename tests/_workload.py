@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -54,6 +56,22 @@ class _Switch(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis) if self.on else True
+
+
+@contextmanager
+def spans_to_jsonl(path: Path) -> Iterator[Path]:
+    """While open, ended spans also go to ``path`` as JSONL (what ``agentflow report``
+    reads); the global provider must be an SDK one (the conftest's ``spans`` installs it)."""
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = tracing.JsonlSpanExporter(path)
+    switch = _Switch(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(switch)
+    try:
+        yield path
+    finally:
+        switch.on = False
+        exporter.shutdown()
 
 
 @dataclass

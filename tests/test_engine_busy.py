@@ -20,8 +20,6 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agentflow as af
@@ -38,7 +36,7 @@ from agentflow.pipeline.engine_time import (
 )
 from agentflow.testing import LoopbackServer, Reply
 from budgets import GpuHourPricing
-from tests._workload import _Switch
+from tests._workload import spans_to_jsonl
 from tracing import attributes as A
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -134,17 +132,8 @@ def test_busy_increase_counts_restarts() -> None:
 @pytest.fixture
 def span_file(tmp_path: Path, _session_exporter: InMemorySpanExporter) -> Iterator[Path]:
     """Spans ended during the test also go to ``tmp_path/spans.jsonl``."""
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
-    path = tmp_path / "spans.jsonl"
-    exporter = tracing.JsonlSpanExporter(path)
-    switch = _Switch(SimpleSpanProcessor(exporter))
-    provider.add_span_processor(switch)
-    try:
+    with spans_to_jsonl(tmp_path / "spans.jsonl") as path:
         yield path
-    finally:
-        switch.on = False
-        exporter.shutdown()
 
 
 def _report_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:

@@ -10,10 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agentflow as af
@@ -22,27 +18,9 @@ from agentflow import _config
 from agentflow.cli import _report as _report_cli
 from agentflow.testing import Fault, LoopbackServer, Reply
 from budgets import TokenPricing
+from tests._workload import spans_to_jsonl
 
 Q = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-class _Switch(SpanProcessor):
-    """Forwards to ``inner`` until turned off: processors cannot be removed from a provider."""
-
-    def __init__(self, inner: SpanProcessor) -> None:
-        self.inner = inner
-        self.on = True
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if self.on:
-            self.inner.on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if self.on:
-            self.inner.on_end(span)
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis) if self.on else True
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,14 +52,8 @@ def _row(out: str, table: str, label: str) -> list[str]:
 def span_file(tmp_path: Path, spans: InMemorySpanExporter) -> Iterator[tuple[Path, af.Run]]:
     """Runs a two-step agent (the first step's first call fails with a 500) with spans
     going to a JSONL file; yields the file and the finished run."""
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)  # the conftest's ``spans`` installs one
-    path = tmp_path / "spans.jsonl"
-    exporter = tracing.JsonlSpanExporter(path)
-    switch = _Switch(SimpleSpanProcessor(exporter))
-    provider.add_span_processor(switch)
     try:
-        with LoopbackServer(name="report") as srv:
+        with spans_to_jsonl(tmp_path / "spans.jsonl") as path, LoopbackServer(name="report") as srv:
             pricing = TokenPricing(input_per_mtok=1, output_per_mtok=2)
             endpoint = af.Endpoint(model="openai/m", api_base=srv.base_url, pricing=pricing)
             af.configure(
@@ -107,8 +79,6 @@ def span_file(tmp_path: Path, spans: InMemorySpanExporter) -> Iterator[tuple[Pat
                 lookup()
         yield path, run
     finally:
-        switch.on = False
-        exporter.shutdown()
         _config.reset()
 
 
@@ -213,24 +183,14 @@ def test_report_counts_cache_hits_and_savings(
     spans: InMemorySpanExporter,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
-    path = tmp_path / "spans.jsonl"
-    exporter = tracing.JsonlSpanExporter(path)
-    switch = _Switch(SimpleSpanProcessor(exporter))
-    provider.add_span_processor(switch)
-
     @af.step(tier="small", cache="exact")
     def ask() -> af.Completion:
         return af.complete(messages=Q)
 
     srv.default = Reply("Paris", prompt_tokens=100, completion_tokens=10)
-    try:
+    with spans_to_jsonl(tmp_path / "spans.jsonl") as path:
         first = ask()
         ask()
-    finally:
-        switch.on = False
-        exporter.shutdown()
     assert _report(str(path)) == 0
     out = capsys.readouterr().out
     cache = _row(out, "endpoint", "cache:exact")

@@ -13,17 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agentflow as af
-import tracing
 from agentflow.cli import _report as _report_cli
 from agentflow.testing import LoopbackServer, Reply
 from budgets import Budget, GpuHourPricing, TokenPricing
+from tests._workload import spans_to_jsonl
 from tracing import attributes as A
 
 Q = [{"role": "user", "content": "What is the capital of France?"}]
@@ -38,39 +34,11 @@ def _usd(tier: str, prompt: int, completion: int) -> Decimal:
     return (prompt * per_in + completion * per_out) * MICRO
 
 
-class _Switch(SpanProcessor):
-    """Forwards to ``inner`` until turned off: processors cannot be removed from a provider."""
-
-    def __init__(self, inner: SpanProcessor) -> None:
-        self.inner = inner
-        self.on = True
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if self.on:
-            self.inner.on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if self.on:
-            self.inner.on_end(span)
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis) if self.on else True
-
-
 @pytest.fixture
 def span_file(tmp_path: Path, spans: InMemorySpanExporter) -> Iterator[Path]:
     """Spans also go to a JSONL file while the test runs, as ``agentflow report`` reads."""
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)  # the conftest's ``spans`` installs one
-    path = tmp_path / "spans.jsonl"
-    exporter = tracing.JsonlSpanExporter(path)
-    switch = _Switch(SimpleSpanProcessor(exporter))
-    provider.add_span_processor(switch)
-    try:
+    with spans_to_jsonl(tmp_path / "spans.jsonl") as path:
         yield path
-    finally:
-        switch.on = False
-        exporter.shutdown()
 
 
 def _zoo(srv: LoopbackServer, big: Any = None) -> af.ModelZoo:

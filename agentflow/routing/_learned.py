@@ -45,6 +45,7 @@ __all__ = [
     "LogisticRouter",
     "Rule",
     "best_k",
+    "check_dimensions",
     "pick_by_gain",
     "pick_tiers",
 ]
@@ -103,6 +104,15 @@ def _check_costs(costs: Sequence[float] | np.ndarray | None, tiers: int) -> np.n
             f"{list(costs)!r}"
         )
     return price
+
+
+def check_dimensions(vectors: np.ndarray, trained: int) -> None:
+    """``ConfigError`` when the embedder's vectors are not the size the router learned."""
+    if vectors.shape[1] != trained:
+        raise ConfigError(
+            f"the embedder gives {vectors.shape[1]}-dimensional vectors, the router was "
+            f"trained on {trained}; load it with the embedder it was trained with"
+        )
 
 
 def _check_threshold(threshold: float) -> float:
@@ -316,11 +326,7 @@ class KnnRouter(LearnedRouter):
         )
 
     def _predict(self, vectors: np.ndarray) -> np.ndarray:
-        if vectors.shape[1] != self.vectors.shape[1]:
-            raise ConfigError(
-                f"the embedder gives {vectors.shape[1]}-dimensional vectors, the router was "
-                f"trained on {self.vectors.shape[1]}; load it with the embedder it was trained with"
-            )
+        check_dimensions(vectors, self.vectors.shape[1])
         k = min(self.k, len(self.vectors))
         similarity = vectors @ self.vectors.T
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
@@ -416,11 +422,7 @@ class LogisticRouter(LearnedRouter):
         )
 
     def _predict(self, vectors: np.ndarray) -> np.ndarray:
-        if vectors.shape[1] != self.weights.shape[0]:
-            raise ConfigError(
-                f"the embedder gives {vectors.shape[1]}-dimensional vectors, the router was "
-                f"trained on {self.weights.shape[0]}; load it with the embedder it was trained with"
-            )
+        check_dimensions(vectors, self.weights.shape[0])
         return _sigmoid(vectors @ self.weights + self.bias)
 
     def to_dict(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from agentflow._errors import ConfigError
 from agentflow.routing._embed import Embedder, default_embedder, embed_texts
-from agentflow.routing._learned import LearnedRouter, _sigmoid
+from agentflow.routing._learned import LearnedRouter, _sigmoid, check_dimensions
 from agentflow.routing._outcomes import Outcomes
 
 __all__ = ["MfRouter"]
@@ -114,12 +114,7 @@ class MfRouter(LearnedRouter):
         )
 
     def _predict(self, vectors: np.ndarray) -> np.ndarray:
-        if vectors.shape[1] != self.projection.shape[1]:
-            raise ConfigError(
-                f"the embedder gives {vectors.shape[1]}-dimensional vectors, the router was "
-                f"trained on {self.projection.shape[1]}; load it with the embedder it was "
-                "trained with"
-            )
+        check_dimensions(vectors, self.projection.shape[1])
         return _sigmoid(
             _logits(self.projection, self.tier_vectors, self.weights, self.bias, vectors)
         )
