@@ -20,6 +20,13 @@ from agentflow.cache._semantic import EmbeddingDimensionError, SemanticCache
 from agentflow.cache._semantic_guard import hit_conflict
 from agentflow.cache._semantic_shared import Found, SharedVectorStore
 from agentflow.cache._stores import CacheStore, MemoryStore
+from agentflow.cache._threshold import (
+    LabelledPair,
+    ThresholdCurve,
+    ThresholdRow,
+    read_pairs,
+    threshold_curve,
+)
 
 __all__ = [
     "CacheStats",
@@ -28,12 +35,17 @@ __all__ = [
     "EmbeddingDimensionError",
     "ExactCache",
     "Found",
+    "LabelledPair",
     "MemoryStore",
     "PgVectorStore",
     "RedisStore",
     "SemanticCache",
     "SharedVectorStore",
+    "ThresholdCurve",
+    "ThresholdRow",
     "hit_conflict",
     "partition_key",
+    "read_pairs",
     "request_key",
+    "threshold_curve",
 ]

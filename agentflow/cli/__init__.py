@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="agentflow", description="Cheap agentic workflows with visible costs."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from agentflow.cli._cache import add_parser as add_cache
     from agentflow.cli._calibrate import add_parser as add_calibrate
     from agentflow.cli._holds import add_parser as add_holds
     from agentflow.cli._report import add_parser as add_report
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report(sub)
     add_route(sub)
     add_holds(sub)
+    add_cache(sub)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)
     return parser
