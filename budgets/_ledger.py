@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from datetime import timedelta
-from decimal import ROUND_FLOOR
+from decimal import ROUND_FLOOR, Decimal
 
 from budgets import _alerts
 from budgets._alerts import BudgetAlert
@@ -148,12 +148,12 @@ class Ledger:
         limit = self._limits[refusal.index]
         assert limit is not None  # only a set limit can refuse
         left = max(limit - refusal.used, 0)
-        asked: object = (res.usd, res.input_tokens, res.output_tokens, res.calls)[refusal.index]
+        asked = (res.usd, res.input_tokens, res.output_tokens, res.calls)[refusal.index]
         remaining: object = from_nano(left) if refusal.index == 0 else left
         limit_name = LIMIT_NAMES[refusal.index]
-        whole = (to_nano(res.usd), res.input_tokens, res.output_tokens, res.calls)[refusal.index]
-        wait = self.window_resets_in() if whole <= limit else None  # else it never fits
-        return self.refusal(limit_name, asked, remaining, retry_after_s=wait)
+        return self.refusal(
+            limit_name, asked, remaining, retry_after_s=self.retry_after(limit_name, asked)
+        )
 
     def refusal(
         self, limit: str, asked: object, remaining: object, *, retry_after_s: float | None = None
@@ -169,6 +169,13 @@ class Ledger:
             err = self._error(self.name, limit, asked, remaining)
             err.retry_after_s = retry_after_s
             return err
+
+    def retry_after(self, limit: str, asked: Decimal | int) -> float | None:
+        """How long until ``limit`` (``"max_calls"``, ...) could let ``asked`` through: the
+        window's reset, or None without a window or when ``asked`` exceeds the whole
+        limit (waiting would not help)."""
+        whole = getattr(self.budget, limit)
+        return self.window_resets_in() if whole is not None and asked <= whole else None
 
     def window_resets_in(self) -> float | None:
         """Seconds until this budget's window starts again from zero (``None`` for a

@@ -380,13 +380,21 @@ def escalation_attributes(
     attrs: dict[str, Any] = {A.AGENTFLOW_ESCALATION_ACCEPTED: accepted}
     level = attempt.escalation_level
     if accepted and level > 0:
-        below = (
+        attrs[A.AGENTFLOW_ESCALATION_TAX_USD] = float(_paid_below(request, attempt))
+    return attrs
+
+
+def _paid_below(request: Request, attempt: Attempt) -> Decimal:
+    """What the request paid for the answers it had before ``attempt``'s tier: the
+    rejected cheaper ones (failed attempts and cache hits are not answers paid for)."""
+    return sum(
+        (
             a.cost.total_usd
             for a in request.attempts
-            if a.ok and not a.cache_hit and a.escalation_level < level
-        )
-        attrs[A.AGENTFLOW_ESCALATION_TAX_USD] = float(sum(below, Decimal(0)))
-    return attrs
+            if a.ok and not a.cache_hit and a.escalation_level < attempt.escalation_level
+        ),
+        Decimal(0),
+    )
 
 
 def record_routing(
@@ -414,12 +422,7 @@ def record_routing(
         counterfactual = paid  # already the strongest tier: routing saved nothing here
     else:
         counterfactual = pricing.cost(attempt.usage).total_usd
-    below = (
-        a.cost.total_usd
-        for a in request.attempts
-        if a.ok and not a.cache_hit and a.number != attempt.number
-    )
-    saved = counterfactual - (paid + sum(below, Decimal(0)))
+    saved = counterfactual - (paid + _paid_below(request, attempt))
     if request.run is not None:
         request.run._record_routing(attempt, saved)
     return {

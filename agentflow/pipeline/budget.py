@@ -191,13 +191,6 @@ def reset_counters() -> None:
         _ratios.clear()
 
 
-def _wait(ledger: Ledger, limit: str, asked: int | Decimal) -> float | None:
-    """How long until ``ledger``'s window lets ``asked`` through again: None without a
-    window, or when ``asked`` exceeds the whole limit (waiting would not help)."""
-    whole = getattr(ledger.budget, limit)
-    return ledger.window_resets_in() if whole is not None and asked <= whole else None
-
-
 def worst_cost(pricing: TokenPricing, prompt: int, completion: int) -> Decimal:
     """The most a call of ``prompt`` and ``completion`` tokens can cost: where writing a
     prompt to the provider's cache costs more than reading it fresh (Anthropic's 1.25x),
@@ -492,7 +485,7 @@ class BudgetGate:
                     "max_input_tokens",
                     prompt,
                     rem.input_tokens,
-                    retry_after_s=_wait(ledger, "max_input_tokens", prompt),
+                    retry_after_s=ledger.retry_after("max_input_tokens", prompt),
                 )
             if rem.calls is not None and rem.calls < 1:
                 raise BudgetExceededError(
@@ -500,7 +493,7 @@ class BudgetGate:
                     "max_calls",
                     1,
                     rem.calls,
-                    retry_after_s=_wait(ledger, "max_calls", 1),
+                    retry_after_s=ledger.retry_after("max_calls", 1),
                 )
             if rem.output_tokens is not None and (cap is None or rem.output_tokens < cap):
                 cap, binding, limit = rem.output_tokens, ledger, "max_output_tokens"
@@ -512,7 +505,7 @@ class BudgetGate:
                         "max_usd",
                         f"${prompt_cost:.6f} for a {prompt}-token prompt",
                         f"${rem.usd:.6f}",
-                        retry_after_s=_wait(ledger, "max_usd", prompt_cost),
+                        retry_after_s=ledger.retry_after("max_usd", prompt_cost),
                     )
                 per_token = pricing.output_per_mtok / Decimal(1_000_000)
                 if per_token > 0:

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 import agentflow as af
@@ -23,31 +22,10 @@ from agentflow._config import reset
 from agentflow.local import LlamaServer
 from agentflow.testing import Fault, LoopbackServer, Reply
 from budgets import Budget, GpuHourPricing, TokenPricing
+from tests._workload import _Switch
 from tracing.phoenix import PhoenixError, PhoenixServer
 
 pytestmark = pytest.mark.integration
-
-
-class Switchable(SpanProcessor):
-    """Forwards spans while on; the global provider keeps processors for good."""
-
-    def __init__(self, inner: SpanProcessor) -> None:
-        self.inner = inner
-        self.on = True
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if self.on:
-            self.inner.on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if self.on:
-            self.inner.on_end(span)
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +50,7 @@ def to_phoenix(phoenix: PhoenixServer) -> Iterator[None]:
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
         trace.set_tracer_provider(provider)
-    switch = Switchable(SimpleSpanProcessor(OTLPSpanExporter(endpoint=phoenix.otlp_endpoint)))
+    switch = _Switch(SimpleSpanProcessor(OTLPSpanExporter(endpoint=phoenix.otlp_endpoint)))
     provider.add_span_processor(switch)
     try:
         yield
